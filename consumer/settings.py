@@ -1,0 +1,154 @@
+"""The consumer's settings: one frozen dataclass tree, read once from the environment.
+
+The Kafka part is the same :class:`~producer_hooks.settings.KafkaSettings` the hooks use, so both
+ends of the topic are configured by the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumer.retry import RetryPolicy
+from producer_hooks.settings import (
+    Env,
+    KafkaSettings,
+    Secret,
+    SettingsError,
+    env_bool,
+    env_float,
+    env_int,
+    env_path,
+    env_required,
+    env_secret,
+    env_str,
+    env_url,
+)
+
+# A Grafana dashboard is "key=uid/slug"; the key names the link in the report.
+DEFAULT_DASHBOARDS = "kube_burner=kube-burner-report/kube-burner-report-ocp-wrapper,cluster=ocp-performance/openshift-performance"
+DEFAULT_PROFILES = "*=control-plane"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    key: str
+    uid: str
+    slug: str
+
+
+@dataclass(frozen=True)
+class ElasticsearchSettings:
+    url: str = "http://localhost:9200"
+    api_key: Secret | None = field(default=None, repr=False)
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ThanosSettings:
+    url: str = "http://localhost:9090"
+    token: Secret | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    verify_certs: bool = True
+    cluster_label: str = "openshift_cluster_name"
+    step_s: float = 10.0
+    concurrency: int = 4
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = KafkaSettings()
+    group: str = "report-consumer"
+    dead_letter_topic: str = "perf-scale-ci-runs.dead-letter"
+    es: ElasticsearchSettings = ElasticsearchSettings()
+    thanos: ThanosSettings = ThanosSettings()
+    report_index: str = "ci-reports"
+    results_index: str = "ripsaw-kube-burner*"
+    metadata_index: str = "perf_scale_ci*"
+    grafana_url: str | None = None
+    dashboards: tuple[Dashboard, ...] = ()
+    # (benchmark glob, profile names), first match wins.
+    benchmark_profiles: tuple[tuple[str, tuple[str, ...]], ...] = (("*", ("control-plane",)),)
+    profile_dir: Path | None = None
+    max_in_flight: int = 8
+    results_deadline_s: float = 300.0
+    commit_interval_s: float = 5.0
+    drain_timeout_s: float = 30.0
+    retry_attempts: int = 5
+    retry_max_wait_s: float = 30.0
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.retry_attempts, max_wait_s=self.retry_max_wait_s)
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> Settings:
+        env = os.environ if env is None else env
+        kafka = KafkaSettings.from_env(env)
+        return cls(
+            kafka=kafka,
+            group=env_required(env, "REPORT_GROUP", cls.group),
+            dead_letter_topic=env_required(env, "DEAD_LETTER_TOPIC", f"{kafka.topic}.dead-letter"),
+            es=ElasticsearchSettings(
+                url=env_url(env, "ES_SERVER", ElasticsearchSettings.url),  # type: ignore[arg-type]
+                api_key=env_secret(env, "ES_API_KEY"),
+                username=env_str(env, "ES_USERNAME"),
+                password=env_secret(env, "ES_PASSWORD"),
+                ca_certs=env_path(env, "ES_CA_CERTS", must_exist=True),
+                verify_certs=env_bool(env, "ES_VERIFY_CERTS", True),
+                timeout_s=env_float(env, "ES_TIMEOUT", ElasticsearchSettings.timeout_s, minimum=0.1),
+            ),
+            thanos=ThanosSettings(
+                url=env_url(env, "THANOS_URL", ThanosSettings.url),  # type: ignore[arg-type]
+                token=env_secret(env, "THANOS_TOKEN"),
+                ca_file=env_path(env, "THANOS_CA_FILE", must_exist=True),
+                verify_certs=env_bool(env, "THANOS_VERIFY_CERTS", True),
+                cluster_label=env_required(env, "THANOS_CLUSTER_LABEL", ThanosSettings.cluster_label),
+                step_s=env_float(env, "THANOS_STEP", ThanosSettings.step_s, minimum=1),
+                concurrency=env_int(env, "THANOS_CONCURRENCY", ThanosSettings.concurrency, minimum=1),
+                timeout_s=env_float(env, "THANOS_TIMEOUT", ThanosSettings.timeout_s, minimum=0.1),
+            ),
+            report_index=env_required(env, "REPORT_INDEX", cls.report_index),
+            results_index=env_required(env, "RESULTS_INDEX", cls.results_index),
+            metadata_index=env_required(env, "METADATA_INDEX", cls.metadata_index),
+            grafana_url=env_url(env, "GRAFANA_URL", None),
+            dashboards=parse_dashboards(env_required(env, "GRAFANA_DASHBOARDS", DEFAULT_DASHBOARDS)),
+            benchmark_profiles=parse_benchmark_profiles(env_required(env, "BENCHMARK_PROFILES", DEFAULT_PROFILES)),
+            profile_dir=env_path(env, "PROFILE_DIR", must_exist=True),
+            max_in_flight=env_int(env, "MAX_IN_FLIGHT", cls.max_in_flight, minimum=1),
+            results_deadline_s=env_float(env, "RESULTS_DEADLINE", cls.results_deadline_s, minimum=0),
+            commit_interval_s=env_float(env, "COMMIT_INTERVAL", cls.commit_interval_s, minimum=0.1),
+            drain_timeout_s=env_float(env, "DRAIN_TIMEOUT", cls.drain_timeout_s, minimum=0),
+            retry_attempts=env_int(env, "RETRY_ATTEMPTS", cls.retry_attempts, minimum=1),
+            retry_max_wait_s=env_float(env, "RETRY_MAX_WAIT", cls.retry_max_wait_s, minimum=0),
+        )
+
+
+def parse_dashboards(raw: str) -> tuple[Dashboard, ...]:
+    """``key=uid/slug,key=uid/slug`` into dashboards, with a one-line error naming the variable."""
+    dashboards = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, _, target = item.partition("=")
+        uid, _, slug = target.partition("/")
+        if not (key and uid and slug):
+            raise SettingsError(f"GRAFANA_DASHBOARDS: {item!r} is not key=uid/slug")
+        dashboards.append(Dashboard(key.strip(), uid.strip(), slug.strip()))
+    return tuple(dashboards)
+
+
+def parse_benchmark_profiles(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``glob=profile+profile;glob=profile`` into (glob, profiles) pairs, first match wins."""
+    rules = []
+    for item in filter(None, (part.strip() for part in raw.split(";"))):
+        pattern, _, names = item.partition("=")
+        profiles = tuple(filter(None, (name.strip() for name in names.split("+"))))
+        if not pattern.strip() or not profiles:
+            raise SettingsError(f"BENCHMARK_PROFILES: {item!r} is not glob=profile[+profile]")
+        rules.append((pattern.strip(), profiles))
+    return tuple(rules)
