@@ -1,0 +1,49 @@
+"""The Kafka topics the product owns: created on purpose, because brokers should not auto-create them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import for_code
+
+from producer_hooks.settings import KafkaSettings
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    partitions: int
+    replication: int = 1
+
+
+async def ensure_topics(kafka: KafkaSettings, topics: Mapping[str, TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; return the names created. Existing ones are left as
+    they are (partitions are never changed behind the operator's back)."""
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(name, spec.partitions, spec.replication) for name, spec in topics.items()]
+        )
+    finally:
+        await admin.close()
+    created = []
+    for topic, code, *rest in response.topic_errors:
+        if code == 0:
+            created.append(topic)
+        elif code != TOPIC_ALREADY_EXISTS:
+            message = rest[0] if rest and rest[0] else for_code(code).__name__
+            raise RuntimeError(f"cannot create topic {topic!r}: {message}")
+    return created
+
+
+async def delete_topics(kafka: KafkaSettings, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()

@@ -1,0 +1,78 @@
+"""Fixtures: the real servers, and names of their own for every test.
+
+The servers are started once per session by `scripts/services up` (a no-op when they already run).
+Every test gets a fresh runs topic, dead-letter topic, consumer group and indices, so tests run in
+any order, repeat, and never see each other's data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from consumer.settings import Settings
+from consumer.topics import TopicSpec, delete_topics, ensure_topics
+from producer_hooks.settings import HookSettings
+from tests.support.services import external, service_env, services
+
+
+@pytest.fixture(scope="session")
+def service_settings() -> Settings:
+    """Settings for the local servers, as the product reads them from the environment."""
+    if external():
+        return Settings.from_env()
+    services("up")
+    return Settings.from_env({**os.environ, **service_env()})
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def settings(service_settings: Settings, unique: str):
+    """Settings whose topics, group and indices belong to this test alone."""
+    kafka = dataclasses.replace(service_settings.kafka, topic=f"test-runs-{unique}")
+    settings = dataclasses.replace(
+        service_settings,
+        kafka=kafka,
+        group=f"test-group-{unique}",
+        dead_letter_topic=f"test-runs-{unique}.dead-letter",
+        report_index=f"test-reports-{unique}",
+        results_index=f"ripsaw-kube-burner-test-{unique}",
+        metadata_index=f"perf_scale_ci-test-{unique}",
+        grafana_url="https://grafana.example.com",
+        results_deadline_s=20.0,
+        retry_attempts=3,
+        retry_max_wait_s=2.0,
+        commit_interval_s=0.5,
+        drain_timeout_s=20.0,
+    )
+    topics = {kafka.topic: TopicSpec(partitions=3), settings.dead_letter_topic: TopicSpec(partitions=1)}
+    await ensure_topics(kafka, topics)
+    yield settings
+    try:
+        await delete_topics(kafka, list(topics))
+    except Exception:  # the broker may have been stopped by a fault test; names are unique anyway
+        pass
+    async with AsyncElasticsearch(settings.es.url) as es:
+        await es.options(ignore_status=404).indices.delete(
+            index=f"{settings.report_index},{settings.results_index},{settings.metadata_index}",
+            expand_wildcards="all",
+        )
+
+
+@pytest.fixture
+def hook_settings(settings: Settings, tmp_path) -> HookSettings:
+    return HookSettings(kafka=settings.kafka, spool_path=tmp_path / "spool.jsonl", timeout_s=5.0)
+
+
+@pytest.fixture
+async def es(settings: Settings):
+    async with AsyncElasticsearch(settings.es.url, request_timeout=settings.es.timeout_s) as client:
+        yield client

@@ -1,0 +1,32 @@
+"""The local servers, through the same script the README and CI use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "services"
+
+
+def services(*args: str) -> str:
+    result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/services {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def service_env() -> dict[str, str]:
+    """The settings `scripts/services env` prints, as a dict (not applied to os.environ)."""
+    env = {}
+    for line in services("env").splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+    return env
+
+
+def external() -> bool:
+    """PERF_REPORTS_EXTERNAL_SERVICES=1: the servers are already running (e.g. docker compose),
+    reached through the environment's own settings; the tests then start and stop nothing."""
+    return os.environ.get("PERF_REPORTS_EXTERNAL_SERVICES") == "1"
