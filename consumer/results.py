@@ -1,0 +1,308 @@
+"""A run's benchmark results, read from Elasticsearch by a reader chosen by benchmark name.
+
+A reader makes one attempt: it returns what is searchable now and says whether that is the whole
+of it. :func:`gather_results` polls the reader until the results are complete or the deadline
+passes, because a run's results are often not searchable yet when the run ends (index refresh,
+late indexing). New benchmarks plug in with :meth:`Readers.add`, without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import partial
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch, NotFoundError
+
+from consumer.elastic import is_transient
+from consumer.retry import RetryPolicy
+from producer_hooks.events import Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Results:
+    data: dict[str, Any]
+    complete: bool
+    reasons: tuple[str, ...] = ()
+
+
+# One attempt at a run's results: (client, index, run) -> Results.
+Reader = Callable[[AsyncElasticsearch, str, Run], Awaitable[Results]]
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Benchmark name or glob -> reader. An exact name beats any glob; among globs the first added wins.
+
+    Immutable: :meth:`add` returns a new registry, so a registry can be shared without surprises.
+    """
+
+    rules: tuple[tuple[str, Reader], ...] = ()
+
+    def add(self, patterns: str | Iterable[str], reader: Reader) -> Readers:
+        names = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        return Readers(self.rules + tuple((name.lower(), reader) for name in names))
+
+    def find(self, benchmark: str | None) -> Reader | None:
+        if not benchmark:
+            return None
+        name = benchmark.lower()
+        for pattern, reader in self.rules:
+            if pattern == name:
+                return reader
+        for pattern, reader in self.rules:
+            if fnmatchcase(name, pattern):
+                return reader
+        return None
+
+
+# -- kube-burner ----------------------------------------------------------------------------------
+
+JOB_SUMMARY = "jobSummary"
+POD_LATENCY_QUANTILES = "podLatencyQuantilesMeasurement"
+QUANTILE_STATS = ("P99", "P95", "P50", "max", "avg", "min")
+
+# Workloads of kube-burner, kube-burner-ocp, e2e-benchmarking and web-burner.
+KUBE_BURNER_BENCHMARKS = (
+    "*density*",  # cluster-density[-v2|-ms], node-density[-cni|-heavy], pod-density[-heavy], pvc-, udn-, virt-, web-burner-
+    "networkpolicy*",
+    "network-policy*",
+    "crd-scale*",
+    "udn-*",
+    "web-burner-*",
+    "virt-*",
+    "egressip*",
+    "whereabouts*",
+    "rds-core*",
+    "max-namespaces*",
+    "max-services*",
+    "concurrent-builds*",
+    "pods-service-route*",
+    "services-per-namespace*",
+    "namespaces-per-cluster*",
+    "deployments-per-ns*",
+    "garbage-collection*",
+    "kube-burner*",
+)
+
+
+def job_name(doc: Mapping[str, Any]) -> str:
+    """v1.11+ documents carry ``jobName``; older ones only ``jobConfig.name``."""
+    if doc.get("jobName"):
+        return str(doc["jobName"])
+    config = doc.get("jobConfig")
+    if isinstance(config, Mapping) and config.get("name"):
+        return str(config["name"])
+    return "default"
+
+
+def shape_kube_burner(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """kube-burner documents into ``{job: {"jobSummary": {...}, "podLatencyQuantiles": {quantile: stats}}}``.
+
+    Each job keeps its own entry, so the jobs of a multi-job workload never overwrite one another.
+    Other documents (metrics, per-pod latencies) are ignored. Should a document be indexed twice,
+    the later one (by ``timestamp``) wins, whatever order the documents arrive in; jobs and
+    quantiles are sorted by name, so the same documents always give the same dict.
+    """
+    summaries: dict[str, Mapping[str, Any]] = {}
+    quantiles: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for doc in docs:
+        metric = doc.get("metricName")
+        if metric == JOB_SUMMARY:
+            _keep_latest(summaries, job_name(doc), doc)
+        elif metric == POD_LATENCY_QUANTILES and doc.get("quantileName"):
+            _keep_latest(quantiles, (job_name(doc), str(doc["quantileName"])), doc)
+
+    jobs: dict[str, dict[str, Any]] = {}
+    for name in sorted(summaries.keys() | {job for job, _ in quantiles}):
+        job: dict[str, Any] = {}
+        if name in summaries:
+            job["jobSummary"] = {k: v for k, v in summaries[name].items() if k not in ("uuid", "metricName")}
+        per_quantile = {q: doc for (j, q), doc in sorted(quantiles.items()) if j == name}
+        if per_quantile:
+            job["podLatencyQuantiles"] = {
+                q: {stat: doc[stat] for stat in QUANTILE_STATS if stat in doc} for q, doc in per_quantile.items()
+            }
+        jobs[name] = job
+    return jobs
+
+
+def _keep_latest(seen: dict[Any, Mapping[str, Any]], key: Any, doc: Mapping[str, Any]) -> None:
+    if key not in seen or str(doc.get("timestamp", "")) > str(seen[key].get("timestamp", "")):
+        seen[key] = doc
+
+
+def kube_burner_query(uuid: str) -> dict[str, Any]:
+    """A run's jobSummary and quantile documents, whether ``uuid``/``metricName`` are mapped as
+    keyword or as text with a ``.keyword`` subfield (indices of one pattern may differ)."""
+    return {
+        "bool": {
+            "filter": [
+                _keyword_terms("uuid", [uuid]),
+                _keyword_terms("metricName", [JOB_SUMMARY, POD_LATENCY_QUANTILES]),
+            ]
+        }
+    }
+
+
+def _keyword_terms(name: str, values: list[str]) -> dict[str, Any]:
+    # On a field an index lacks, a clause matches nothing; a whole value rarely matches a text
+    # field's tokens, and the reader re-checks ``uuid`` exactly anyway.
+    return {
+        "bool": {
+            "should": [{"terms": {name: values}}, {"terms": {f"{name}.keyword": values}}],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+async def read_kube_burner(es: AsyncElasticsearch, index: str, run: Run, *, page_size: int = 1000) -> Results:
+    """One read of a kube-burner run; complete once a jobSummary is searchable.
+
+    kube-burner indexes the jobSummary documents after a job's measurements, so once one is
+    searchable the run's latencies are too.
+    """
+    docs = [
+        doc
+        async for doc in search_all(es, index, kube_burner_query(run.uuid), page_size=page_size)
+        # Belt and braces: an exact match, whatever the field's mapping.
+        if doc.get("uuid") == run.uuid
+    ]
+    data = shape_kube_burner(docs)
+    if any("jobSummary" in job for job in data.values()):
+        return Results(data, complete=True)
+    return Results(data, complete=False, reasons=(f"no jobSummary for uuid {run.uuid}",))
+
+
+class IncompleteSearch(Exception):
+    """A search answered without all of its shards; its hits cannot be trusted to be all there is."""
+
+
+async def search_all(
+    es: AsyncElasticsearch,
+    index: str,
+    query: Mapping[str, Any],
+    *,
+    page_size: int = 1000,
+    keep_alive: str = "1m",
+) -> AsyncIterator[dict[str, Any]]:
+    """Every ``_source`` matching ``query``, page by page, from one point in time (a consistent
+    view however many pages). A missing index yields nothing: its results are not there yet."""
+    try:
+        pit = await es.open_point_in_time(index=index, keep_alive=keep_alive, ignore_unavailable=True)
+    except NotFoundError:
+        return
+    pit_id = pit["id"]
+    try:
+        search_after: list[Any] | None = None
+        while True:
+            page = await es.search(
+                pit={"id": pit_id, "keep_alive": keep_alive},
+                query=query,
+                size=page_size,
+                sort=[{"_shard_doc": "asc"}],
+                search_after=search_after,
+                track_total_hits=False,
+                allow_partial_search_results=False,
+            )
+            if page.get("timed_out") or page["_shards"].get("failed"):
+                raise IncompleteSearch(f"search of {index!r} answered by part of its shards: {page['_shards']}")
+            pit_id = page.get("pit_id", pit_id)
+            hits = page["hits"]["hits"]
+            for hit in hits:
+                yield hit["_source"]
+            if len(hits) < page_size:
+                return
+            search_after = hits[-1]["sort"]
+    finally:
+        try:
+            await es.close_point_in_time(id=pit_id)
+        except Exception as exc:  # it expires by itself after keep_alive
+            log.debug("could not close point in time on %s: %s", index, exc)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return is_transient(exc) or isinstance(exc, IncompleteSearch)
+
+
+DEFAULT_READERS = Readers().add(KUBE_BURNER_BENCHMARKS, read_kube_burner)
+
+
+# -- polling --------------------------------------------------------------------------------------
+
+
+async def gather_results(
+    es: AsyncElasticsearch,
+    index: str,
+    run: Run,
+    deadline_s: float,
+    retry: RetryPolicy,
+    *,
+    readers: Readers = DEFAULT_READERS,
+    first_wait_s: float = 1.0,
+    max_wait_s: float = 15.0,
+) -> Results:
+    """The run's results, waiting up to ``deadline_s`` for them to become searchable.
+
+    Polls with jittered exponential backoff (``first_wait_s`` doubling to ``max_wait_s``). At the
+    deadline, returns what exists with ``complete=False`` and the reasons. Transient Elasticsearch
+    errors are retried with ``retry``; when it gives up, the error propagates.
+    """
+    reader = readers.find(run.benchmark)
+    if reader is None:
+        return Results({}, complete=False, reasons=(f"no results reader for benchmark {run.benchmark!r}",))
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    wait = first_wait_s
+    polls = 0
+    while True:
+        polls += 1
+        async for attempt in retry.retrying(_retryable):
+            with attempt:
+                results = await reader(es, index, run)
+        elapsed = loop.time() - started
+        if results.complete:
+            if polls > 1:
+                log.info("results of %s (%s) searchable after %.0f s", run.uuid, run.benchmark, elapsed)
+            return results
+        remaining = deadline_s - elapsed
+        if remaining <= 0:
+            log.warning("results of %s (%s) incomplete after %g s: %s", run.uuid, run.benchmark, deadline_s, results.reasons)
+            return Results(
+                results.data,
+                complete=False,
+                reasons=tuple(f"{reason} after {deadline_s:g} s" for reason in results.reasons),
+            )
+        pause = min(random.uniform(wait / 2, wait), remaining)
+        log.debug("results of %s not searchable yet (poll %d), next poll in %.1f s", run.uuid, polls, pause)
+        await asyncio.sleep(pause)
+        wait = min(wait * 2, max_wait_s)
+
+
+def kube_burner_reader(page_size: int) -> Reader:
+    """The kube-burner reader with another page size (tests, or very large runs)."""
+    return partial(read_kube_burner, page_size=page_size)
+
+
+__all__ = [
+    "DEFAULT_READERS",
+    "KUBE_BURNER_BENCHMARKS",
+    "Reader",
+    "Readers",
+    "Results",
+    "gather_results",
+    "job_name",
+    "kube_burner_query",
+    "kube_burner_reader",
+    "read_kube_burner",
+    "search_all",
+    "shape_kube_burner",
+]
