@@ -1,0 +1,265 @@
+"""Thanos Query (Prometheus HTTP API) client: one query's average and maximum per series over a window.
+
+How the window is summarised: BENCHMARK_CONCLUSION_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from consumer.retry import RetryPolicy
+from consumer.settings import ThanosSettings
+from producer_hooks.settings import ssl_context
+
+# Prometheus and Thanos refuse a range query of more than 11,000 points per series.
+MAX_POINTS = 11_000
+
+
+class ThanosError(Exception):
+    """Thanos could not answer; the message names the server and the reason."""
+
+
+class QueryError(ThanosError):
+    """The server refused the query itself (bad PromQL, failed evaluation): retrying cannot help."""
+
+
+class ThanosUnavailable(ThanosError):
+    """Thanos stayed unreachable or failing through every retry."""
+
+
+class _TransientStatus(ThanosError):
+    """HTTP 429 or 5xx: worth another attempt."""
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    labels: dict[str, str]
+    avg: float
+    max: float
+    samples: int  # finite points that went into avg and max
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    series: list[SeriesSummary]
+    warnings: list[str]
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+def to_ms(moment: datetime) -> int:
+    """Unix milliseconds of an aware datetime, the resolution Prometheus works at."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone")
+    return round(moment.timestamp() * 1000)
+
+
+def chunk_windows(start_ms: int, end_ms: int, step_ms: int, max_points: int = MAX_POINTS) -> list[tuple[int, int]]:
+    """Split the evaluation grid ``start, start+step, ... <= end`` into ranges of at most ``max_points``.
+
+    Each range starts and ends on a grid point and the next one starts one step later, so the
+    chunks together evaluate exactly the points one unlimited ``query_range`` would, each once.
+    """
+    if step_ms <= 0:
+        raise ValueError(f"step {step_ms} ms is not positive")
+    if end_ms < start_ms:
+        raise ValueError(f"window ends ({end_ms}) before it starts ({start_ms})")
+    last = start_ms + (end_ms - start_ms) // step_ms * step_ms
+    span = (max_points - 1) * step_ms
+    chunks = []
+    chunk_start = start_ms
+    while chunk_start <= last:
+        chunk_end = min(chunk_start + span, last)
+        chunks.append((chunk_start, chunk_end))
+        chunk_start = chunk_end + step_ms
+    return chunks
+
+
+def prom_time(ms: int) -> str:
+    """Milliseconds as the decimal seconds Prometheus parses, exactly (no float rounding)."""
+    sign = "-" if ms < 0 else ""
+    ms = abs(ms)
+    return f"{sign}{ms // 1000}.{ms % 1000:03d}"
+
+
+class _Accumulator:
+    """Running sum, count and max per series: a chunk's points are folded in and dropped."""
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[tuple[str, str], ...], list[float]] = {}  # key -> [sum, count, max]
+
+    def add_matrix(self, result: Sequence[dict[str, Any]]) -> None:
+        isfinite = math.isfinite
+        for series in result:
+            key = tuple(sorted(series["metric"].items()))
+            total = self.totals.get(key)
+            if total is None:
+                total = self.totals[key] = [0.0, 0, -math.inf]
+            for _, raw in series.get("values", ()):
+                value = float(raw)
+                if isfinite(value):  # NaN/Inf (e.g. 0/0 in a ratio) would poison avg and max
+                    total[0] += value
+                    total[1] += 1
+                    if value > total[2]:
+                        total[2] = value
+
+    def summaries(self) -> list[SeriesSummary]:
+        """Series with at least one finite point, sorted by labels."""
+        return [
+            SeriesSummary(dict(key), total / count, peak, int(count))
+            for key, (total, count, peak) in sorted(self.totals.items())
+            if count
+        ]
+
+
+def _is_transient(err: BaseException) -> bool:
+    if isinstance(err, (aiohttp.ClientSSLError, aiohttp.InvalidURL)):
+        return False  # configuration, not weather
+    return isinstance(err, (_TransientStatus, aiohttp.ClientError, asyncio.TimeoutError))
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace").strip()
+    if isinstance(doc, dict) and doc.get("error"):
+        return str(doc["error"])
+    return body[:300].decode("utf-8", "replace").strip()
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+
+class Thanos:
+    """``async with Thanos(settings, retry) as thanos: await thanos.summarize(q, start, end)``.
+
+    One HTTP session for the client's life; every request is retried on connection errors,
+    timeouts and HTTP 429/5xx under ``retry``. ``trace_configs`` are handed to aiohttp (tests use
+    them to watch requests on the wire).
+    """
+
+    def __init__(
+        self,
+        settings: ThanosSettings,
+        retry: RetryPolicy,
+        *,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
+    ) -> None:
+        self._settings = settings
+        self._retry = retry
+        self._base = settings.url.rstrip("/")
+        self._trace_configs = list(trace_configs)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Thanos:
+        headers = {"Accept": "application/json"}
+        if self._settings.token is not None:
+            headers["Authorization"] = f"Bearer {self._settings.token.reveal()}"
+        connector = aiohttp.TCPConnector(
+            ssl=ssl_context(self._settings.ca_file, None, None, self._settings.verify_certs)
+            if self._base.startswith("https:")
+            else False
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s),
+            trace_configs=self._trace_configs or None,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def summarize(self, query: str, start: datetime, end: datetime) -> QueryResult:
+        """Average, maximum and count of finite points per series of ``query`` over ``[start, end]``.
+
+        Evaluated at ``start + k * step`` (``step`` from settings) by ``query_range``, in chunks
+        of at most 11,000 points folded into running totals, so any window length works in
+        bounded memory. Raises :class:`QueryError` for a query the server refuses and
+        :class:`ThanosUnavailable` once retries are exhausted.
+        """
+        step_ms = round(self._settings.step_s * 1000)
+        totals = _Accumulator()
+        warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
+        for chunk_start, chunk_end in chunk_windows(to_ms(start), to_ms(end), step_ms):
+            data, chunk_warnings = await self._call(
+                "query_range",
+                {
+                    "query": query,
+                    "start": prom_time(chunk_start),
+                    "end": prom_time(chunk_end),
+                    "step": prom_time(step_ms),
+                    **self._thanos_params(),
+                },
+            )
+            if data.get("resultType") != "matrix":
+                raise ThanosError(f"{self._base}: query_range answered {data.get('resultType')!r}, not a matrix")
+            totals.add_matrix(data["result"])
+            warnings.update(dict.fromkeys(chunk_warnings))
+            del data  # the chunk's points are in the totals now
+        return QueryResult(totals.summaries(), list(warnings))
+
+    async def instant(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        """``query`` evaluated at one instant: (labels, value) per series (scalars get no labels)."""
+        data, _ = await self._call("query", {"query": query, "time": prom_time(to_ms(at)), **self._thanos_params()})
+        if data["resultType"] == "vector":
+            return [(item["metric"], float(item["value"][1])) for item in data["result"]]
+        if data["resultType"] == "scalar":
+            return [({}, float(data["result"][1]))]
+        raise ThanosError(f"{self._base}: query answered {data['resultType']!r}, not a vector")
+
+    def _thanos_params(self) -> dict[str, str]:
+        # Thanos: merge HA replicas and answer with what it has (saying so in warnings) when a
+        # store is down. Prometheus ignores both. The server-side timeout bounds evaluation.
+        return {"dedup": "true", "partial_response": "true", "timeout": f"{self._settings.timeout_s:g}s"}
+
+    async def _call(self, endpoint: str, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+        try:
+            async for attempt in self._retry.retrying(_is_transient):
+                with attempt:
+                    return await self._post(endpoint, form)
+        except (_TransientStatus, aiohttp.ClientError, asyncio.TimeoutError) as err:
+            if not _is_transient(err):
+                raise ThanosError(f"{self._base}: {type(err).__name__}: {err}") from err
+            reason = str(err) or type(err).__name__
+            raise ThanosUnavailable(f"{self._base}: {reason} (after {self._retry.attempts} attempts)") from err
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    async def _post(self, endpoint: str, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+        if self._session is None:
+            raise RuntimeError("Thanos is used outside 'async with'")
+        # POST: profile queries can be long, and a form body has no URL length limit.
+        async with self._session.post(f"{self._base}/api/v1/{endpoint}", data=form) as response:
+            body = await response.read()
+            status = response.status
+        if status == 429 or status >= 500:
+            raise _TransientStatus(f"HTTP {status}: {_error_message(body)}")
+        if status in (400, 422):
+            raise QueryError(_error_message(body))
+        if status != 200:  # 401, 403, 404: wrong URL or credentials
+            raise ThanosError(f"{self._base}: HTTP {status}: {_error_message(body)}")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            # e.g. an OAuth proxy's login page: configuration, not a passing failure
+            raise ThanosError(f"{self._base}: answer is not JSON: {_error_message(body)[:100]!r}") from None
+        if doc.get("status") != "success":
+            message = f"{doc.get('errorType')}: {doc.get('error')}"
+            if doc.get("errorType") in ("bad_data", "execution"):
+                raise QueryError(message)
+            raise ThanosError(f"{self._base}: {message}")
+        return doc["data"], [str(w) for w in doc.get("warnings") or ()]
+
