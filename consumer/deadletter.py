@@ -1,0 +1,53 @@
+"""The dead-letter topic: events we could not turn into reports, with the reason in headers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+
+from consumer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter_headers(record: ConsumerRecord, reason: str) -> list[tuple[str, bytes]]:
+    """The original headers, plus where the event came from and why it is here."""
+    return [
+        *((key, value) for key, value in (record.headers or ()) if not key.startswith("dead-letter-")),
+        ("dead-letter-reason", reason.encode()[:4000]),
+        ("dead-letter-topic", record.topic.encode()),
+        ("dead-letter-partition", str(record.partition).encode()),
+        ("dead-letter-offset", str(record.offset).encode()),
+    ]
+
+
+class DeadLetters:
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.dead_letter_topic
+        self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **settings.kafka.client_options())
+        self._retry_wait_s = settings.retry_max_wait_s
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, record: ConsumerRecord, reason: str) -> None:
+        """Park the record; keeps trying while the broker is away (the record's offset must not be
+        committed before it is parked, or it would be lost)."""
+        headers = dead_letter_headers(record, reason)
+        wait = 0.5
+        while True:
+            try:
+                await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
+                log.warning("event at %s[%d]@%d parked in %s: %s", record.topic, record.partition, record.offset, self.topic, reason)
+                return
+            except KafkaError as err:
+                log.warning("cannot park event at %s[%d]@%d in %s yet (%s); retrying", record.topic, record.partition,
+                            record.offset, self.topic, err)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, max(self._retry_wait_s, 0.5))

@@ -1,0 +1,101 @@
+"""From a finished run's event to its report in Elasticsearch: the one path every command uses.
+
+`run` (live), `replay` (the topic again) and `backfill` (the metadata index) all hand events to
+:meth:`Pipeline.process`, so a report is built the same way whichever door the run came in by.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from elasticsearch import AsyncElasticsearch
+
+from consumer.elastic import connect
+from consumer.links import grafana_links
+from consumer.metrics import collect_metrics
+from consumer.profiles import Profile, check_rules, load_profiles, profiles_for
+from consumer.report import build_report
+from consumer.results import gather_results
+from consumer.settings import Settings
+from consumer.sink import WriteOutcome, ensure_report_index, write_report
+from consumer.thanos import Thanos
+from producer_hooks.events import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    uuid: str
+    write: WriteOutcome
+    status: str  # the report's: complete or partial
+    reasons: tuple[str, ...]
+
+
+class Pipeline:
+    """Builds and stores reports. Holds the clients; open it with :meth:`open`."""
+
+    def __init__(self, settings: Settings, es: AsyncElasticsearch, thanos: Thanos, profiles: dict[str, Profile]) -> None:
+        self.settings = settings
+        self.es = es
+        self.thanos = thanos
+        self.profiles = profiles
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Pipeline]:
+        profiles = load_profiles(settings.profile_dir)
+        check_rules(settings.benchmark_profiles, profiles)
+        async with AsyncExitStack() as stack:
+            es = connect(settings.es)
+            stack.push_async_callback(es.close)
+            thanos = await stack.enter_async_context(Thanos(settings.thanos, settings.retry))
+            await ensure_report_index(es, settings.report_index, settings.retry)
+            yield cls(settings, es, thanos, profiles)
+
+    def profiles_for(self, benchmark: str | None) -> list[Profile]:
+        return profiles_for(benchmark, self.settings.benchmark_profiles, self.profiles)
+
+    async def build(self, event: Event) -> dict:
+        """The report of a finished run. Raises when a server stays unreachable through retries."""
+        run, settings = event.run, self.settings
+        assert run.start is not None and run.end is not None, "finished events carry their window"
+        # A run that did not succeed may have indexed nothing at all: look once, do not wait.
+        deadline = settings.results_deadline_s if run.succeeded else 0.0
+        results = await gather_results(self.es, settings.results_index, run, deadline, settings.retry)
+        reasons = list(results.reasons)
+
+        profiles = self.profiles_for(run.benchmark)
+        metrics: dict = {}
+        if run.cluster_name:
+            collected = await collect_metrics(
+                self.thanos, profiles, settings.thanos.cluster_label, run.cluster_name, run.start, run.end,
+                settings.thanos.concurrency,
+            )
+            metrics = collected.metrics
+            reasons.extend(collected.reasons)
+        elif profiles:
+            reasons.append("no cluster name in the run's metadata: metrics not collected")
+
+        links = grafana_links(settings.grafana_url, settings.dashboards, run.cluster_name or "", run.start, run.end)
+        return build_report(
+            event,
+            results=results.data,
+            metrics=metrics,
+            links=links,
+            profiles=[(profile.name, profile.version) for profile in profiles],
+            reasons=reasons,
+            built_at=datetime.now(timezone.utc),
+        )
+
+    async def process(self, event: Event) -> Outcome:
+        report = await self.build(event)
+        outcome = await write_report(self.es, self.settings.report_index, report, self.settings.retry)
+        status = report["report"]["status"]
+        log.info("report %s %s: %s (%s)%s", event.run.uuid, event.run.benchmark, outcome.value, status,
+                 f": {'; '.join(report['report']['reasons'])}" if status != "complete" else "")
+        return Outcome(event.run.uuid, outcome, status, tuple(report["report"]["reasons"]))

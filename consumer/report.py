@@ -1,0 +1,66 @@
+"""The report document: one per run, shaped from its event, results, metrics and links."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from producer_hooks.events import Event
+
+# Bump when the report's shape changes, so `--stale-only` rebuilds reports of older formats.
+REPORT_FORMAT_VERSION = 1
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_report(
+    event: Event,
+    *,
+    results: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    links: Mapping[str, str],
+    profiles: Sequence[tuple[str, int]],
+    reasons: Sequence[str],
+    built_at: datetime,
+) -> dict[str, Any]:
+    """The report of one run. ``reasons`` say what is missing; none means the report is complete."""
+    run = event.run
+    report: dict[str, Any] = {
+        "uuid": run.uuid,
+        "benchmark": run.benchmark,
+        "job_status": run.status,
+        "start_date": iso(run.start),
+        "end_date": iso(run.end),
+        "openshift_cluster_name": run.cluster_name,
+        "openshift_cluster_version": run.cluster_version,
+        "openshift_network_type": run.network_type,
+        "openshift_platform": run.platform,
+        "metadata": dict(event.metadata),
+        "results": dict(results),
+        "metrics": dict(metrics),
+        "links": dict(links),
+        "report": {
+            "status": "partial" if reasons else "complete",
+            "reasons": list(reasons),
+            "profiles": [{"name": name, "version": version} for name, version in profiles],
+            "format_version": REPORT_FORMAT_VERSION,
+            "built_at": iso(built_at),
+        },
+    }
+    report["report"]["fingerprint"] = fingerprint(report)
+    return report
+
+
+def fingerprint(report: Mapping[str, Any]) -> str:
+    """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting."""
+    block = {key: value for key, value in report["report"].items() if key not in ("built_at", "fingerprint")}
+    content = {**report, "report": block}
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()

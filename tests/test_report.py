@@ -1,0 +1,46 @@
+"""The report document's shape and fingerprint."""
+
+from datetime import datetime, timezone
+
+from consumer.report import REPORT_FORMAT_VERSION, build_report, fingerprint
+from producer_hooks.events import make_event
+
+DOC = {
+    "uuid": "0b8a4e70-1", "cluster_name": "perf-a", "cluster_version": "4.17.3", "network_type": "OVNKubernetes",
+    "platform": "AWS", "build_tag": "cluster-density-v2", "job_status": "success",
+    "start_date": "2024-05-02T10:00:03+00:00", "end_date": "2024-05-02T11:00:00Z", "custom": {"x": 1},
+}
+
+
+def report(reasons=(), built_at=datetime(2024, 5, 2, 12, tzinfo=timezone.utc), metrics=None):
+    return build_report(make_event(DOC), results={"job": {"jobSummary": {"elapsedTime": 3.0}}},
+                        metrics=metrics or {"podCPU": {"series": []}}, links={"cluster": "https://g/d/x"},
+                        profiles=[("control-plane", 2)], reasons=reasons, built_at=built_at)
+
+
+def test_report_carries_cluster_fields_metadata_and_sections():
+    built = report()
+    assert built["openshift_cluster_name"] == "perf-a"
+    assert built["openshift_cluster_version"] == "4.17.3"
+    assert built["openshift_network_type"] == "OVNKubernetes"
+    assert built["openshift_platform"] == "AWS"
+    assert built["metadata"] == DOC
+    assert (built["uuid"], built["benchmark"], built["job_status"]) == ("0b8a4e70-1", "cluster-density-v2", "success")
+    assert (built["start_date"], built["end_date"]) == ("2024-05-02T10:00:03.000Z", "2024-05-02T11:00:00.000Z")
+    assert built["report"]["status"] == "complete"
+    assert built["report"]["profiles"] == [{"name": "control-plane", "version": 2}]
+    assert built["report"]["format_version"] == REPORT_FORMAT_VERSION
+
+
+def test_reasons_make_a_report_partial():
+    built = report(reasons=["no jobSummary after 300 s"])
+    assert built["report"]["status"] == "partial"
+    assert built["report"]["reasons"] == ["no jobSummary after 300 s"]
+
+
+def test_fingerprint_ignores_build_time_only():
+    first = report(built_at=datetime(2024, 5, 2, 12, tzinfo=timezone.utc))
+    later = report(built_at=datetime(2025, 1, 1, tzinfo=timezone.utc))
+    assert first["report"]["fingerprint"] == later["report"]["fingerprint"] == fingerprint(later)
+    changed = report(metrics={"podCPU": {"series": [{"labels": {}, "avg": 1.0, "max": 2.0, "samples": 3}]}})
+    assert changed["report"]["fingerprint"] != first["report"]["fingerprint"]
