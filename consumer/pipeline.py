@@ -77,7 +77,7 @@ class Pipeline:
                 settings.thanos.concurrency,
             )
             metrics = collected.metrics
-            reasons.extend(collected.reasons)
+            reasons.extend(collected.errors)
         elif profiles:
             reasons.append("no cluster name in the run's metadata: metrics not collected")
 
