@@ -170,10 +170,8 @@ def parse_run(doc: Any) -> Run:
 
     key, raw = fields_.get("uuid")
     if raw is None:
-        raise InvalidEvent("uuid: missing (every event needs the run uuid)", "uuid", None)
+        raise InvalidEvent("uuid: missing or empty (every event needs the run uuid)", "uuid", doc.get("uuid"))
     uuid = _text(key, raw).strip()
-    if not uuid:
-        raise InvalidEvent("uuid: empty (every event needs the run uuid)", "uuid", raw)
     if len(uuid) > _MAX_UUID_CHARS or not uuid.isprintable():
         raise InvalidEvent(f"uuid: {_show(raw)} is not a usable run id", "uuid", raw)
 
