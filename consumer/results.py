@@ -181,6 +181,11 @@ async def read_kube_burner(es: AsyncElasticsearch, index: str, run: Run, *, page
     return Results(data, complete=False, reasons=(f"no jobSummary for uuid {run.uuid}",))
 
 
+def kube_burner_reader(page_size: int) -> Reader:
+    """The kube-burner reader with another page size (tests, or very large runs)."""
+    return partial(read_kube_burner, page_size=page_size)
+
+
 class IncompleteSearch(Exception):
     """A search answered without all of its shards; its hits cannot be trusted to be all there is."""
 
@@ -285,11 +290,6 @@ async def gather_results(
         log.debug("results of %s not searchable yet (poll %d), next poll in %.1f s", run.uuid, polls, pause)
         await asyncio.sleep(pause)
         wait = min(wait * 2, max_wait_s)
-
-
-def kube_burner_reader(page_size: int) -> Reader:
-    """The kube-burner reader with another page size (tests, or very large runs)."""
-    return partial(read_kube_burner, page_size=page_size)
 
 
 __all__ = [
