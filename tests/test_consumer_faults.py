@@ -1,0 +1,114 @@
+"""Faults for real: the consumer killed mid-batch, the broker stopped mid-run, Thanos away."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from consumer.settings import Settings
+from producer_hooks.events import make_event
+from producer_hooks.publisher import publish
+from tests.support.consumer import running_consumer, wait_for_reports
+from tests.support.es import index_docs
+from tests.support.kafka import read_topic
+from tests.support.kubeburner import run_documents
+from tests.support.services import services
+
+pytestmark = pytest.mark.slow
+
+
+def finished_doc(uuid: str, cluster: str, start: int, benchmark: str = "node-density") -> dict:
+    return {"uuid": uuid, "cluster_name": cluster, "build_tag": benchmark, "job_status": "success",
+            "platform": "AWS", "start_date": datetime.fromtimestamp(start, timezone.utc).isoformat(),
+            "end_date": datetime.fromtimestamp(start + 900, timezone.utc).isoformat()}
+
+
+def quantiles(report: dict) -> dict:
+    return {job: body.get("podLatencyQuantiles") for job, body in report["results"].items()}
+
+
+async def test_killing_the_consumer_mid_batch_loses_nothing_and_reports_nothing_twice(
+    settings: Settings, hook_settings, es, unique: str, tmp_path
+):
+    # Half the runs have their results already; the other half wait for theirs, holding offsets.
+    settings = dataclasses.replace(settings, max_in_flight=8, results_deadline_s=180.0)
+    start = (int(time.time()) // 60 - 300) * 60
+    uuids = [f"{unique}-{i:02d}" for i in range(12)]
+    docs = {uuid: run_documents(uuid, datetime.fromtimestamp(start, timezone.utc), {"node-density": 10 + i})
+            for i, uuid in enumerate(uuids)}
+    ready, late = uuids[::2], uuids[1::2]
+    await index_docs(es, settings.results_index, [d for uuid in ready for d in docs[uuid]])
+    for uuid in uuids:
+        await publish(make_event(finished_doc(uuid, f"c-{unique}", start)), hook_settings)
+
+    async with running_consumer(settings, tmp_path / "first.log") as first:
+        done = await wait_for_reports(es, settings.report_index, set(uuids), timeout=90, consumer=first, at_least=4)
+        await first.kill()  # SIGKILL: no drain, no final commit
+    assert set(done) <= set(ready), "a late run was reported before its results existed"
+    assert len(done) < len(uuids)
+
+    await index_docs(es, settings.results_index, [d for uuid in late for d in docs[uuid]])
+    async with running_consumer(settings, tmp_path / "second.log") as second:
+        reports = await wait_for_reports(es, settings.report_index, set(uuids), timeout=120, consumer=second)
+        await asyncio.sleep(2)
+        assert await second.stop() == 0
+
+    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in uuids}
+    for uuid in uuids:
+        report = reports[uuid]
+        assert report["report"]["status"] == "complete", report["report"]
+        expected = {doc["quantileName"]: {k: doc[k] for k in ("P99", "P95", "P50", "max", "avg", "min")}
+                    for doc in docs[uuid] if doc["metricName"] == "podLatencyQuantilesMeasurement"}
+        assert quantiles(report) == {"node-density": expected}
+    found = await es.search(index=settings.report_index, size=0, track_total_hits=True)
+    assert found["hits"]["total"]["value"] == len(uuids)
+
+
+async def test_a_broker_stopped_mid_run_delays_reports_but_loses_none(
+    settings: Settings, hook_settings, es, unique: str, tmp_path
+):
+    start = (int(time.time()) // 60 - 300) * 60
+    before = [f"{unique}-before-{i}" for i in range(3)]
+    after = [f"{unique}-after-{i}" for i in range(3)]
+    for uuid in before:
+        await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
+
+    async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
+        await wait_for_reports(es, settings.report_index, set(before), timeout=60, consumer=consumer)
+        try:
+            await asyncio.to_thread(services, "down", "kafka")
+            await asyncio.sleep(5)
+            assert consumer.process.returncode is None, "the consumer must ride out a broker outage"
+        finally:
+            await asyncio.to_thread(services, "up", "kafka")
+        for uuid in after:
+            result = await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
+            assert not result.spooled
+        reports = await wait_for_reports(es, settings.report_index, set(before + after), timeout=120, consumer=consumer)
+        assert await consumer.stop() == 0
+    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in before + after}
+
+
+async def test_a_run_whose_metrics_cannot_be_read_goes_to_the_dead_letter_topic(
+    settings: Settings, hook_settings, es, unique: str, tmp_path
+):
+    start = (int(time.time()) // 60 - 300) * 60
+    uuid = f"{unique}-thanos-down"
+    event = make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench"))
+    try:
+        await asyncio.to_thread(services, "down", "prometheus")
+        async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
+            await publish(event, hook_settings)
+            [parked] = await read_topic(settings.kafka, settings.dead_letter_topic, 1, timeout=90)
+            assert await consumer.stop() == 0
+    finally:
+        await asyncio.to_thread(services, "up", "prometheus")
+    headers = dict(parked.headers)
+    assert parked.key == uuid.encode()
+    assert headers["event-kind"] == b"finished"
+    assert b"report not built" in headers["dead-letter-reason"]
+    assert not await es.exists(index=settings.report_index, id=uuid)
