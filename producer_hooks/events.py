@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -203,7 +203,8 @@ def make_event(doc: Any, kind: str | None = None) -> Event:
     over the run's window; a 'started' event needs a status that is not terminal.
     """
     run = parse_run(doc)
-    status_key = _Fields(doc).get("status")[0]
+    fields_ = _Fields(doc)  # for the keys as this document spells them
+    status_key = fields_.get("status")[0]
     if kind is None:
         kind = FINISHED if run.finished else STARTED
     elif kind not in KINDS:
@@ -219,7 +220,7 @@ def make_event(doc: Any, kind: str | None = None) -> Event:
     if kind == FINISHED:
         for name, value in (("start", run.start), ("end", run.end)):
             if value is None:
-                key = _Fields(doc).get(name)[0]
+                key = fields_.get(name)[0]
                 raise InvalidEvent(f"{key}: missing (a finished run needs its start and end dates)", key, None)
     return Event(kind=kind, run=run, metadata=dict(doc))
 

@@ -80,7 +80,8 @@ class LockedSpool:
             except (ValueError, KeyError, TypeError):
                 rejected.append(line)
         if rejected:
-            log.error("%d unreadable line(s) of %s moved to %s", len(rejected), self._spool.path, self._spool.rejected_path)
+            log.error("%d unreadable line(s) of %s moved to %s",
+                      len(rejected), self._spool.path, self._spool.rejected_path)
             _append(self._spool.rejected_path, rejected)
             self.keep(messages)
         return messages

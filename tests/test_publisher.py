@@ -143,6 +143,7 @@ async def test_a_broker_that_never_answers_is_given_up_after_the_timeout(hook_se
             writer.close()
         server.close()
     assert result.spooled and result.pending == 1
+    assert result.reason == f"127.0.0.1:{port}: no answer within 1s"
     assert elapsed < 5, f"took {elapsed:.1f}s with a 1s timeout"
 
 
