@@ -46,16 +46,16 @@ class MetricsOutcome:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class PlannedQuery:
     key: str
     profile: str
     query: Query
     rendered: str
 
 
-def plan(profiles: Sequence[Profile], cluster_label: str, cluster: str) -> list[_Planned]:
+def plan(profiles: Sequence[Profile], cluster_label: str, cluster: str) -> list[PlannedQuery]:
     """Every query of ``profiles`` in order, rendered for ``cluster``, under a unique report key."""
-    planned: list[_Planned] = []
+    planned: list[PlannedQuery] = []
     keys: set[str] = set()
     for profile in {p.name: p for p in profiles}.values():  # each profile once
         for query in profile.queries:
@@ -63,11 +63,11 @@ def plan(profiles: Sequence[Profile], cluster_label: str, cluster: str) -> list[
             if key in keys:
                 raise ValueError(f"profile {profile.name}: query key {key!r} is already used by another profile")
             keys.add(key)
-            planned.append(_Planned(key, profile.name, query, query.render(cluster_label, cluster)))
+            planned.append(PlannedQuery(key, profile.name, query, query.render(cluster_label, cluster)))
     return planned
 
 
-def entry(planned: _Planned, result: QueryResult | None = None, error: str | None = None) -> dict[str, Any]:
+def entry(planned: PlannedQuery, result: QueryResult | None = None, error: str | None = None) -> dict[str, Any]:
     """One query's part of the report."""
     doc: dict[str, Any] = {"profile": planned.profile, "query": planned.rendered}
     if planned.query.unit:
@@ -95,7 +95,7 @@ async def collect_metrics(
     planned = plan(profiles, cluster_label, cluster)
     limit = asyncio.Semaphore(concurrency)
 
-    async def run(item: _Planned) -> dict[str, Any]:
+    async def run(item: PlannedQuery) -> dict[str, Any]:
         async with limit:
             try:
                 result = await thanos.summarize(item.rendered, start, end)
