@@ -8,11 +8,19 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from consumer.profiles import ProfileError
+from consumer.report import iso
 from consumer.settings import Settings
 from producer_hooks.settings import SettingsError
+
+if TYPE_CHECKING:  # the commands import what they need when they run, so --help stays quick
+    from consumer.pipeline import Pipeline
+    from consumer.rebuild import Summary
+    from producer_hooks.events import Event
 
 log = logging.getLogger("consumer")
 
@@ -33,7 +41,35 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="consume run events and write reports, until SIGTERM or SIGINT")
     run.add_argument("--max-in-flight", type=int, help="runs built at once (MAX_IN_FLIGHT)")
     run.add_argument("--group", help="consumer group (REPORT_GROUP)")
+
+    replay = commands.add_parser("replay", help="rebuild the reports of the runs in the runs topic")
+    replay.add_argument("--since", type=iso_time, help="only events published at or after this ISO 8601 time")
+    replay.add_argument("--uuid", action="append", default=[], help="only this run (repeatable)")
+    replay.add_argument("--stale-only", action="store_true", help="only runs whose report is missing or outdated")
+    replay.add_argument("--dry-run", action="store_true", help="list the runs that would be rebuilt")
+    replay.add_argument("--max-in-flight", type=int, help="reports built at once (MAX_IN_FLIGHT)")
+
+    backfill = commands.add_parser("backfill", help="build reports for the runs in the metadata index")
+    backfill.add_argument("--days", type=positive, default=14, help="runs of the last N days (default 14)")
+    backfill.add_argument("--uuid", action="append", default=[], help="only this run (repeatable; ignores --days)")
+    backfill.add_argument("--stale-only", action="store_true", help="only runs whose report is missing or outdated")
+    backfill.add_argument("--dry-run", action="store_true", help="list the runs that would be built")
+    backfill.add_argument("--max-in-flight", type=int, help="reports built at once (MAX_IN_FLIGHT)")
     return root
+
+
+def iso_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2024-05-02T10:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,11 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, max_in_flight=args.max_in_flight)
         if getattr(args, "group", None):
             settings = dataclasses.replace(settings, group=args.group)
-        command = {"init": init, "run": run}[args.command]
+        command = {"init": init, "run": run, "replay": replay, "backfill": backfill}[args.command]
         return asyncio.run(command(settings, args))
     except (SettingsError, ProfileError) as err:
         print(f"report-consumer: {err}", file=sys.stderr)
         return 2
+    except LookupError as err:
+        print(f"report-consumer: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -94,6 +133,50 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             await dead_letters.stop()
     log.info("stopped")
     return 0
+
+
+async def replay(settings: Settings, args: argparse.Namespace) -> int:
+    from consumer.replay import finished_runs_in_topic
+
+    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Event]:
+        return await finished_runs_in_topic(settings, summary, since=args.since, uuids=set(args.uuid))
+
+    return await _rebuild(settings, args, "replay", find)
+
+
+async def backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from consumer.backfill import finished_runs_in_index
+
+    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Event]:
+        return await finished_runs_in_index(pipeline.es, settings.metadata_index, args.days, settings.retry,
+                                            summary, uuids=set(args.uuid))
+
+    return await _rebuild(settings, args, "backfill", find)
+
+
+async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,
+                   find: Callable[[Pipeline, Summary], Awaitable[Mapping[str, Event]]]) -> int:
+    """What replay and backfill share once they have found their runs."""
+    from consumer.pipeline import Pipeline
+    from consumer.rebuild import Summary, rebuild, stale_only
+
+    summary = Summary()
+    async with Pipeline.open(settings) as pipeline:
+        runs = await find(pipeline, summary)
+        summary.runs = len(runs)
+        if args.stale_only:
+            fresh = dict(runs)
+            runs = await stale_only(pipeline, runs)
+            summary.skip("report up to date", len(fresh) - len(runs))
+        if args.dry_run:
+            for event in runs.values():
+                run_ = event.run
+                print(f"{run_.uuid}\t{run_.benchmark}\t{run_.cluster_name}\t{run_.status}\t{iso(run_.end)}")
+        else:
+            await rebuild(pipeline, runs.values(), summary, label=label)
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.ok else 1
 
 
 if __name__ == "__main__":

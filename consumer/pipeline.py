@@ -23,7 +23,7 @@ from consumer.results import gather_results
 from consumer.settings import Settings
 from consumer.sink import WriteOutcome, ensure_report_index, write_report
 from consumer.thanos import Thanos
-from producer_hooks.events import Event
+from producer_hooks.events import Event, Run
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,15 @@ class Outcome:
     write: WriteOutcome
     status: str  # the report's: complete or partial
     reasons: tuple[str, ...]
+
+
+def results_wait(run: Run, deadline_s: float, now: datetime) -> float:
+    """How long results may still take to become searchable: up to ``deadline_s`` after the run's
+    end. A run that ended long before (a replay, a backfill) has all it will ever have, and one that
+    did not succeed may have indexed nothing at all: both are read once, without waiting."""
+    if not run.succeeded or run.end is None:
+        return 0.0
+    return max(0.0, deadline_s - (now - run.end).total_seconds())
 
 
 class Pipeline:
@@ -64,9 +73,8 @@ class Pipeline:
         """The report of a finished run. Raises when a server stays unreachable through retries."""
         run, settings = event.run, self.settings
         assert run.start is not None and run.end is not None, "finished events carry their window"
-        # A run that did not succeed may have indexed nothing at all: look once, do not wait.
-        deadline = settings.results_deadline_s if run.succeeded else 0.0
-        results = await gather_results(self.es, settings.results_index, run, deadline, settings.retry)
+        wait = results_wait(run, settings.results_deadline_s, datetime.now(timezone.utc))
+        results = await gather_results(self.es, settings.results_index, run, wait, settings.retry)
         reasons = list(results.reasons)
 
         profiles = self.profiles_for(run.benchmark)

@@ -47,3 +47,21 @@ async def delete_topics(kafka: KafkaSettings, topics: list[str]) -> None:
         await admin.delete_topics(topics)
     finally:
         await admin.close()
+
+
+UNKNOWN_TOPIC = 3
+
+
+async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
+    """The topic's partition numbers; :class:`LookupError` if there is no such topic."""
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] == UNKNOWN_TOPIC:
+        raise LookupError(f"topic {topic!r} does not exist (RUNS_TOPIC); `report-consumer init` creates it")
+    if described["error_code"]:
+        raise RuntimeError(f"cannot describe topic {topic!r}: {for_code(described['error_code']).__name__}")
+    return sorted(p["partition"] for p in described["partitions"])

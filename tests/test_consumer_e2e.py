@@ -38,14 +38,14 @@ queries:
 
 @dataclasses.dataclass
 class Scenario:
-    """Two clusters' worth of series, on a 10 s grid, over two hours starting six hours ago."""
+    """Two clusters' worth of series, on a 10 s grid, over the last two hours up to now."""
 
     t0: int
     clusters: dict[str, dict[tuple[str, str], dict[int, float]]]  # cluster -> (metric, pod/ns) -> t -> v
 
     @classmethod
     def make(cls, names: list[str]) -> Scenario:
-        t0 = (int(time.time()) // 3600 - 6) * 3600
+        t0 = int(time.time()) // STEP * STEP - 7200
         rng = random.Random(t0)
         clusters: dict[str, dict] = {}
         for cluster in names:
@@ -53,9 +53,9 @@ class Scenario:
             for namespace in ("openshift-etcd", "openshift-kube-apiserver"):
                 for pod in ("a", "b"):
                     series[("e2e_cpu", f"{namespace}/{pod}")] = {
-                        t: rng.uniform(0, 4) for t in range(t0 - 600, t0 + 7800, STEP)
+                        t: rng.uniform(0, 4) for t in range(t0 - 600, t0 + 7210, STEP)
                     }
-            series[("e2e_mem", "node")] = {t: rng.uniform(1e9, 8e9) for t in range(t0 - 600, t0 + 7800, STEP)}
+            series[("e2e_mem", "node")] = {t: rng.uniform(1e9, 8e9) for t in range(t0 - 600, t0 + 7210, STEP)}
             clusters[cluster] = series
         return cls(t0, clusters)
 
@@ -110,7 +110,8 @@ def e2e_settings(settings: Settings, tmp_path) -> Settings:
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     (profiles / "e2e.yaml").write_text(E2E_PROFILE)
-    return dataclasses.replace(settings, profile_dir=profiles, benchmark_profiles=(("*", ("control-plane", "e2e")),))
+    return dataclasses.replace(settings, profile_dir=profiles, benchmark_profiles=(("*", ("control-plane", "e2e")),),
+                               results_deadline_s=90.0)
 
 
 def assert_metrics(report: dict, expected: dict) -> None:
@@ -152,10 +153,11 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
                      {"node-density-heavy": 50, "garbage-collection": 1}),
         "density": (f"{unique}-r2", cluster_a, "cluster-density-v2", "success", t0, t0 + 1200, snake_doc,
                     {"cluster-density-v2": 100}),
-        "late": (f"{unique}-r3", cluster_a, "node-density", "SUCCESS", t0 + 3600, t0 + 4800, snake_doc,
+        # Ends now: its results may still be on their way, so the consumer waits for them.
+        "late": (f"{unique}-r3", cluster_a, "node-density", "SUCCESS", t0 + 6000, t0 + 7200, snake_doc,
                  {"node-density": 200}),
         "unknown": (f"{unique}-r4", cluster_b, "mystery-bench", "success", t0 + 3600, t0 + 4200, camel_doc, {}),
-        "failed": (f"{unique}-r5", cluster_a, "cluster-density-v2", "failed", t0 + 6000, t0 + 6600, snake_doc, {}),
+        "failed": (f"{unique}-r5", cluster_a, "cluster-density-v2", "failed", t0 + 4800, t0 + 5400, snake_doc, {}),
     }
     docs = {name: run_documents(r[0], datetime.fromtimestamp(r[4], timezone.utc), r[7], cluster=r[1])
             for name, r in runs.items()}

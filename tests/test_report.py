@@ -44,3 +44,15 @@ def test_fingerprint_ignores_build_time_only():
     assert first["report"]["fingerprint"] == later["report"]["fingerprint"] == fingerprint(later)
     changed = report(metrics={"podCPU": {"series": [{"labels": {}, "avg": 1.0, "max": 2.0, "samples": 3}]}})
     assert changed["report"]["fingerprint"] != first["report"]["fingerprint"]
+
+
+def test_results_are_awaited_only_until_the_deadline_after_the_run_ended():
+    from datetime import timedelta
+
+    from consumer.pipeline import results_wait
+
+    run = make_event(DOC).run  # ended 2024-05-02T11:00:00Z
+    assert results_wait(run, 300, run.end + timedelta(seconds=10)) == 290
+    assert results_wait(run, 300, run.end + timedelta(days=400)) == 0  # a backfilled run: read once
+    failed = make_event({**DOC, "job_status": "failure"}).run
+    assert results_wait(failed, 300, failed.end) == 0

@@ -6,6 +6,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from consumer.topics import partitions_of
 from producer_hooks.settings import KafkaSettings
 
 
@@ -34,12 +35,10 @@ async def read_topic(kafka: KafkaSettings, topic: str, count: int, timeout: floa
 
 async def topic_size(kafka: KafkaSettings, topic: str) -> int:
     """How many records the topic holds (end offsets minus beginning offsets)."""
+    tps = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kafka.client_options())
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes metadata, so a topic created a moment ago is known
-        partitions = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, p) for p in partitions or ()]
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
         return sum(ends[tp] - starts[tp] for tp in tps)

@@ -1,0 +1,136 @@
+"""Rebuilding many reports at once: the engine behind `replay` and `backfill`.
+
+Both commands gather the finished runs of a span, then hand them here: each goes through the same
+:class:`~consumer.pipeline.Pipeline` as the live consumer, under the same concurrency limit, with
+progress shown as it goes and a summary at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from consumer.pipeline import Pipeline
+from consumer.report import REPORT_FORMAT_VERSION
+from consumer.sink import stored_versions
+from producer_hooks.events import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    seen: int = 0  # events or documents read
+    runs: int = 0  # distinct finished runs among them
+    skipped: Counter[str] = field(default_factory=Counter)  # why runs were not rebuilt
+    outcomes: Counter[str] = field(default_factory=Counter)  # created / updated / unchanged
+    failed: dict[str, str] = field(default_factory=dict)  # uuid -> reason
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped[reason] += count
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def lines(self) -> list[str]:
+        built = sum(self.outcomes.values())
+        lines = [
+            f"read: {self.seen}",
+            f"finished runs: {self.runs}",
+            f"reports written: {self.outcomes['created'] + self.outcomes['updated']} "
+            f"(created {self.outcomes['created']}, updated {self.outcomes['updated']})",
+            f"unchanged: {self.outcomes['unchanged']}",
+            f"built: {built}",
+        ]
+        lines += [f"skipped ({reason}): {count}" for reason, count in sorted(self.skipped.items())]
+        lines.append(f"failed: {len(self.failed)}")
+        lines += [f"  {uuid}: {reason}" for uuid, reason in sorted(self.failed.items())]
+        return lines
+
+
+class Progress:
+    """Runs done / total, rate and ETA: one rewritten line on a terminal, a log line now and then
+    otherwise (so CI logs and files stay readable)."""
+
+    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr, every_s: float = 10.0) -> None:
+        self.total = total
+        self.label = label
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every_s = every_s
+        self.done = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta_text = "?" if eta == float("inf") else f"{eta:.0f} s"
+        return f"{self.label}: {self.done}/{self.total} runs, {rate:.1f}/s, ETA {eta_text}"
+
+    def advance(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.tty:
+            if now - self._last >= 0.1 or self.done == self.total:
+                print(f"\r{self.line()}\x1b[K", end="", file=self.stream, flush=True)
+                self._last = now
+        elif now - self._last >= self.every_s or self.done == self.total:
+            log.info("%s", self.line())
+            self._last = now
+
+    def close(self) -> None:
+        if self.tty and self.total:
+            print(file=self.stream, flush=True)
+
+
+async def stale_only(pipeline: Pipeline, runs: Mapping[str, Event]) -> dict[str, Event]:
+    """The runs whose report is missing or was built by another report format or profile version."""
+    stored = await stored_versions(pipeline.es, pipeline.settings.report_index, list(runs), pipeline.settings.retry)
+    stale = {}
+    for uuid, event in runs.items():
+        block = stored.get(uuid)
+        wanted = [{"name": p.name, "version": p.version} for p in pipeline.profiles_for(event.run.benchmark)]
+        if block is None or block.get("format_version") != REPORT_FORMAT_VERSION or block.get("profiles") != wanted:
+            stale[uuid] = event
+    return stale
+
+
+async def rebuild(pipeline: Pipeline, events: Iterable[Event], summary: Summary, *, label: str,
+                  stream: TextIO = sys.stderr) -> Summary:
+    """Build the report of every event, at most ``max_in_flight`` at once; record outcomes."""
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    for event in events:
+        queue.put_nowait(event)
+    progress = Progress(queue.qsize(), label, stream)
+
+    async def work() -> None:
+        while True:
+            try:
+                event = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                outcome = await pipeline.process(event)
+                summary.outcomes[outcome.write.value] += 1
+            except Exception as err:  # retries are exhausted: note it, go on with the others
+                log.warning("report of %s not built: %s: %s", event.run.uuid, type(err).__name__, err)
+                summary.failed[event.run.uuid] = f"{type(err).__name__}: {err}"
+            progress.advance()
+
+    workers = [asyncio.create_task(work()) for _ in range(min(pipeline.settings.max_in_flight, queue.qsize()))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for worker in workers:
+            worker.cancel()
+        progress.close()
+    return summary
