@@ -191,40 +191,8 @@ def main() -> None:
         finally:
             server.stop()
     print("\n".join(["", *rows]))
-    print(CONCLUSION)
+    print("\nThe choice these numbers inform is recorded at the top of consumer/thanos.py.")
 
-
-CONCLUSION = """
-Conclusion (also in consumer/thanos.py), from a run of this benchmark:
-
-Measured by benchmarks/thanos_window.py (local Prometheus 2.42, irate() of 100 counters loaded over
-40 h, 10 s step, same process, alternating, median of 5):
-
-    window  series  client-side s  server-side s  server/client  aligned start  start + 3 s
-    1 h     10      0.012          0.007          0.62           equal          avg within 0.3 %
-    1 h     100     0.096          0.017          0.18           equal          avg within 0.3 %
-    6 h     10      0.069          0.015          0.22           equal          avg within 0.05 %
-    6 h     100     0.704          0.065          0.09           equal          avg within 0.05 %
-    40 h    10      0.421          0.043          0.10           equal          avg within 0.05 %
-    40 h    100     4.712          0.440          0.09           equal          avg within 0.05 %
-
-client-side: ``query_range`` from the run's start in chunks of <= 11,000 points, folded here;
-server-side: ``avg_over_time``/``max_over_time``/``count_over_time((Q)[w:10s])``, three concurrent
-instant queries at the run's end. Server-side is 1.6-11x faster: client-side time is Prometheus
-encoding and us decoding JSON (37 MB for 100 series x 11,000 points; the folding itself is 0.25 s).
-
-We use client-side all the same:
-- it evaluates exactly the run's own grid (start + k * step), the points the retired job reported;
-  subqueries sample epoch multiples of the step, so for real runs, which start at any millisecond,
-  server-side gives other points (other count, other max; avg within 0.3 % here);
-- non-finite points are skipped one by one; ``avg_over_time`` over a NaN point is NaN;
-- each chunk is one bounded request, retried alone (and split and cached by a Thanos
-  query-frontend), where a 40 h subquery is one instant query a single querier evaluates whole;
-- the price is affordable: the worst case measured is under 5 s per query, 4 queries at a time,
-  once per run of hours.
-Revisit if profiles grow to thousands of series per query: server-side, with ``(Q) > -Inf < +Inf``
-to drop non-finite points, then wins by an order of magnitude.
-"""
 
 if __name__ == "__main__":
     main()

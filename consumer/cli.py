@@ -12,6 +12,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from aiokafka.errors import KafkaConnectionError
+from elastic_transport import ConnectionError as TransportConnectionError
+
 from consumer.profiles import ProfileError
 from consumer.report import iso
 from consumer.settings import Settings
@@ -35,11 +38,11 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create the runs topic, the dead-letter topic and the report index")
-    init.add_argument("--partitions", type=int, default=6, help="partitions of the runs topic (default 6)")
-    init.add_argument("--replication", type=int, default=1, help="replication factor of both topics (default 1)")
+    init.add_argument("--partitions", type=positive, default=6, help="partitions of the runs topic (default 6)")
+    init.add_argument("--replication", type=positive, default=1, help="replication factor of both topics (default 1)")
 
     run = commands.add_parser("run", help="consume run events and write reports, until SIGTERM or SIGINT")
-    run.add_argument("--max-in-flight", type=int, help="runs built at once (MAX_IN_FLIGHT)")
+    run.add_argument("--max-in-flight", type=positive, help="runs built at once (MAX_IN_FLIGHT)")
     run.add_argument("--group", help="consumer group (REPORT_GROUP)")
 
     replay = commands.add_parser("replay", help="rebuild the reports of the runs in the runs topic")
@@ -47,14 +50,14 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--uuid", action="append", default=[], help="only this run (repeatable)")
     replay.add_argument("--stale-only", action="store_true", help="only runs whose report is missing or outdated")
     replay.add_argument("--dry-run", action="store_true", help="list the runs that would be rebuilt")
-    replay.add_argument("--max-in-flight", type=int, help="reports built at once (MAX_IN_FLIGHT)")
+    replay.add_argument("--max-in-flight", type=positive, help="reports built at once (MAX_IN_FLIGHT)")
 
     backfill = commands.add_parser("backfill", help="build reports for the runs in the metadata index")
     backfill.add_argument("--days", type=positive, default=14, help="runs of the last N days (default 14)")
     backfill.add_argument("--uuid", action="append", default=[], help="only this run (repeatable; ignores --days)")
     backfill.add_argument("--stale-only", action="store_true", help="only runs whose report is missing or outdated")
     backfill.add_argument("--dry-run", action="store_true", help="list the runs that would be built")
-    backfill.add_argument("--max-in-flight", type=int, help="reports built at once (MAX_IN_FLIGHT)")
+    backfill.add_argument("--max-in-flight", type=positive, help="reports built at once (MAX_IN_FLIGHT)")
     return root
 
 
@@ -77,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    settings = None
     try:
         settings = Settings.from_env()
         if getattr(args, "max_in_flight", None):
@@ -91,8 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LookupError as err:
         print(f"report-consumer: {err}", file=sys.stderr)
         return 1
+    except (KafkaConnectionError, TransportConnectionError) as err:
+        print(f"report-consumer: {unreachable(err, settings)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def unreachable(err: Exception, settings: Settings | None) -> str:
+    """One line that says which server is away and what to check."""
+    if isinstance(err, KafkaConnectionError):
+        where = settings.kafka.bootstrap_servers if settings else "KAFKA_BOOTSTRAP_SERVERS"
+        return f"cannot reach Kafka at {where} ({err}); check KAFKA_BOOTSTRAP_SERVERS and that the broker is up"
+    where = settings.es.url if settings else "ES_SERVER"
+    return f"cannot reach Elasticsearch at {where} ({err}); check ES_SERVER and that the cluster is up"
 
 
 async def init(settings: Settings, args: argparse.Namespace) -> int:

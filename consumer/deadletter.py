@@ -31,7 +31,11 @@ class DeadLetters:
         self._retry_wait_s = settings.retry_max_wait_s
 
     async def start(self) -> None:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # releases what a failed start opened
+            raise
 
     async def stop(self) -> None:
         await self._producer.stop()

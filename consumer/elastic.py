@@ -1,16 +1,20 @@
-"""The Elasticsearch client, configured once, and the rule that says which of its errors to retry."""
+"""The Elasticsearch client, configured once; reading every hit of a search; which errors to retry."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TlsError
-from elasticsearch import ApiError, AsyncElasticsearch
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 
 from consumer.settings import ElasticsearchSettings
+
+log = logging.getLogger(__name__)
 
 # 408 and 429 are the 4xx that say "later", not "never".
 _TRANSIENT_4XX = frozenset({408, 429})
@@ -44,12 +48,61 @@ def connect(settings: ElasticsearchSettings) -> AsyncElasticsearch:
     return AsyncElasticsearch(settings.url, **options)
 
 
+class IncompleteSearch(Exception):
+    """A search answered without all of its shards; its hits cannot be trusted to be all there is."""
+
+
+async def search_all(
+    es: AsyncElasticsearch,
+    index: str,
+    query: Mapping[str, Any],
+    *,
+    page_size: int = 1000,
+    keep_alive: str = "1m",
+) -> AsyncIterator[dict[str, Any]]:
+    """Every ``_source`` matching ``query``, page by page, from one point in time (a consistent
+    view however many pages). A missing index yields nothing: its results are not there yet."""
+    try:
+        pit = await es.open_point_in_time(index=index, keep_alive=keep_alive, ignore_unavailable=True)
+    except NotFoundError:
+        return
+    pit_id = pit["id"]
+    try:
+        search_after: list[Any] | None = None
+        while True:
+            page = await es.search(
+                pit={"id": pit_id, "keep_alive": keep_alive},
+                query=query,
+                size=page_size,
+                sort=[{"_shard_doc": "asc"}],
+                search_after=search_after,
+                track_total_hits=False,
+                allow_partial_search_results=False,
+            )
+            if page.get("timed_out") or page["_shards"].get("failed"):
+                raise IncompleteSearch(f"search of {index!r} answered by part of its shards: {page['_shards']}")
+            pit_id = page.get("pit_id", pit_id)
+            hits = page["hits"]["hits"]
+            for hit in hits:
+                yield hit["_source"]
+            if len(hits) < page_size:
+                return
+            search_after = hits[-1]["sort"]
+    finally:
+        try:
+            await es.close_point_in_time(id=pit_id)
+        except Exception as exc:  # it expires by itself after keep_alive
+            log.debug("could not close point in time on %s: %s", index, exc)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether trying the same request again later may succeed.
 
     Connection failures, timeouts, 408, 429 and 5xx are; other 4xx (bad request, auth, conflict,
     not found) and TLS failures (a wrong certificate stays wrong) are not.
     """
+    if isinstance(exc, IncompleteSearch):
+        return True
     if isinstance(exc, TlsError):
         return False
     if isinstance(exc, (TransportConnectionError, ConnectionTimeout, asyncio.TimeoutError)):

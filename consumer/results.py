@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch
 
-from consumer.elastic import is_transient
+from consumer.elastic import is_transient, search_all
 from consumer.retry import RetryPolicy
 from producer_hooks.events import Run
 
@@ -186,57 +186,6 @@ def kube_burner_reader(page_size: int) -> Reader:
     return partial(read_kube_burner, page_size=page_size)
 
 
-class IncompleteSearch(Exception):
-    """A search answered without all of its shards; its hits cannot be trusted to be all there is."""
-
-
-async def search_all(
-    es: AsyncElasticsearch,
-    index: str,
-    query: Mapping[str, Any],
-    *,
-    page_size: int = 1000,
-    keep_alive: str = "1m",
-) -> AsyncIterator[dict[str, Any]]:
-    """Every ``_source`` matching ``query``, page by page, from one point in time (a consistent
-    view however many pages). A missing index yields nothing: its results are not there yet."""
-    try:
-        pit = await es.open_point_in_time(index=index, keep_alive=keep_alive, ignore_unavailable=True)
-    except NotFoundError:
-        return
-    pit_id = pit["id"]
-    try:
-        search_after: list[Any] | None = None
-        while True:
-            page = await es.search(
-                pit={"id": pit_id, "keep_alive": keep_alive},
-                query=query,
-                size=page_size,
-                sort=[{"_shard_doc": "asc"}],
-                search_after=search_after,
-                track_total_hits=False,
-                allow_partial_search_results=False,
-            )
-            if page.get("timed_out") or page["_shards"].get("failed"):
-                raise IncompleteSearch(f"search of {index!r} answered by part of its shards: {page['_shards']}")
-            pit_id = page.get("pit_id", pit_id)
-            hits = page["hits"]["hits"]
-            for hit in hits:
-                yield hit["_source"]
-            if len(hits) < page_size:
-                return
-            search_after = hits[-1]["sort"]
-    finally:
-        try:
-            await es.close_point_in_time(id=pit_id)
-        except Exception as exc:  # it expires by itself after keep_alive
-            log.debug("could not close point in time on %s: %s", index, exc)
-
-
-def _retryable(exc: BaseException) -> bool:
-    return is_transient(exc) or isinstance(exc, IncompleteSearch)
-
-
 DEFAULT_READERS = Readers().add(KUBE_BURNER_BENCHMARKS, read_kube_burner)
 
 
@@ -270,7 +219,7 @@ async def gather_results(
     polls = 0
     while True:
         polls += 1
-        async for attempt in retry.retrying(_retryable):
+        async for attempt in retry.retrying(is_transient):
             with attempt:
                 results = await reader(es, index, run)
         elapsed = loop.time() - started
@@ -303,6 +252,5 @@ __all__ = [
     "kube_burner_query",
     "kube_burner_reader",
     "read_kube_burner",
-    "search_all",
     "shape_kube_burner",
 ]

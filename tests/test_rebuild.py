@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import random
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest

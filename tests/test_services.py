@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import aiohttp
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumer.settings import Settings
 from tests.support.es import index_docs
 from tests.support.prometheus import Series, load_series
+from tests.support.services import SCRIPT, external
 
 
 async def test_a_message_produced_is_consumed_through_the_broker(settings: Settings, unique: str):
@@ -48,3 +53,41 @@ async def test_a_series_loaded_into_prometheus_reads_back_by_query_range(setting
     [series] = body["data"]["result"]
     assert [float(v) for _, v in series["values"]] == values
     assert [int(t) for t, _ in series["values"]] == [start + 60 * i for i in range(30)]
+
+
+@pytest.mark.slow
+def test_services_up_is_idempotent_and_down_leaves_no_process_of_ours(tmp_path):
+    """A second set of servers on other ports and another runtime folder, so the shared ones stay up."""
+    if external():
+        pytest.skip("the native servers are not in use")
+    env = {**os.environ, "PERF_REPORTS_RUN": str(tmp_path / "run"), "KAFKA_PORT": "19092",
+           "KAFKA_CONTROLLER_PORT": "19093", "ES_PORT": "19200", "ES_TRANSPORT_PORT": "19300", "PROMETHEUS_PORT": "19090"}
+
+    def services(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
+
+    def ours() -> list[str]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and str(tmp_path).encode() in (proc / "cmdline").read_bytes():
+                    if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(proc.name)
+            except OSError:
+                continue
+        return found
+
+    try:
+        assert services("up").returncode == 0
+        status = services("status").stdout
+        assert [line.split()[1] for line in status.splitlines()] == ["ready", "ready", "ready"], status
+        again = services("up")
+        assert again.returncode == 0 and again.stderr.count("already running") == 3
+        assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092" in services("env").stdout
+        assert ours(), "the servers should be running from the temporary folder"
+    finally:
+        down = services("down")
+    assert down.returncode == 0, down.stderr
+    assert ours() == []
+    assert [line.split()[1] for line in services("status").stdout.splitlines()] == ["stopped"] * 3
+    services("reset")  # and forget the data, wherever it was kept

@@ -11,6 +11,10 @@ SCRIPT = REPO / "scripts" / "services"
 
 
 def services(*args: str) -> str:
+    if external():
+        import pytest
+
+        pytest.skip("stops or loads the native servers; not available with PERF_REPORTS_EXTERNAL_SERVICES=1")
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"scripts/services {' '.join(args)} failed:\n{result.stderr}")
