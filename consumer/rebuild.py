@@ -67,7 +67,7 @@ class Progress:
         self.every_s = every_s
         self.done = 0
         self.started = time.monotonic()
-        self._last = 0.0
+        self._last = float("-inf")  # the first run done is always shown
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
