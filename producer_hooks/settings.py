@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 Env = Mapping[str, str]
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -65,26 +66,21 @@ def env_required(env: Env, name: str, default: str | None = None) -> str:
 
 
 def env_int(env: Env, name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = env_str(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if minimum is not None and value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
+    return _env_number(env, name, default, int, "a whole number", minimum)
 
 
 def env_float(env: Env, name: str, default: float, *, minimum: float | None = None) -> float:
+    return _env_number(env, name, default, float, "a number", minimum)
+
+
+def _env_number(env: Env, name: str, default: N, convert: Callable[[str], N], noun: str, minimum: N | None) -> N:
     raw = env_str(env, name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = convert(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{name}={raw!r} is not {noun}") from None
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name}={value:g} must be at least {minimum:g}")
     return value

@@ -20,6 +20,7 @@ from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.es import index_docs
 from tests.support.kafka import read_topic
 from tests.support.kubeburner import run_documents
+from tests.support.metadata import camel_doc, run_doc, snake_doc
 from tests.support.prometheus import Series, load_series
 
 STEP = 10
@@ -87,24 +88,6 @@ class Scenario:
         }
 
 
-def iso(t: int) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat()
-
-
-def snake_doc(uuid: str, cluster: str, benchmark: str, status: str, start: int, end: int) -> dict:
-    return {"uuid": uuid, "cluster_name": cluster, "cluster_version": "4.17.3", "platform": "AWS",
-            "network_type": "OVNKubernetes", "build_tag": benchmark, "job_status": status,
-            "master_count": "3", "worker_count": "24", "build_url": f"https://airflow.example.com/{uuid}",
-            "start_date": iso(start), "end_date": iso(end), "timestamp": iso(start), "job_duration": str(end - start)}
-
-
-def camel_doc(uuid: str, cluster: str, benchmark: str, status: str, start: int, end: int) -> dict:
-    return {"uuid": uuid, "clusterName": cluster, "ocpVersion": "4.18.0-ec.2", "platform": "GCP",
-            "networkType": "OVNKubernetes", "benchmark": benchmark, "jobStatus": status, "ciSystem": "PROW",
-            "masterNodesCount": 3, "workerNodesCount": 120, "startDate": iso(start), "endDate": iso(end),
-            "startDateUnixTimestamp": str(start), "endDateUnixTimestamp": str(end), "ipsec": False}
-
-
 @pytest.fixture
 def e2e_settings(settings: Settings, tmp_path) -> Settings:
     profiles = tmp_path / "profiles"
@@ -148,27 +131,26 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
     await asyncio.to_thread(load_series, scenario.series())
     t0 = scenario.t0
     runs = {
-        # name: (uuid, cluster, benchmark, status, start, end, schema, jobs)
-        "two-jobs": (f"{unique}-r1", cluster_b, "node-density-heavy", "success", t0 + 600, t0 + 2400, camel_doc,
+        # name: (uuid, cluster, benchmark, status, start, end, camelCase, jobs)
+        "two-jobs": (f"{unique}-r1", cluster_b, "node-density-heavy", "success", t0 + 600, t0 + 2400, True,
                      {"node-density-heavy": 50, "garbage-collection": 1}),
-        "density": (f"{unique}-r2", cluster_a, "cluster-density-v2", "success", t0, t0 + 1200, snake_doc,
+        "density": (f"{unique}-r2", cluster_a, "cluster-density-v2", "success", t0, t0 + 1200, False,
                     {"cluster-density-v2": 100}),
         # Ends now: its results may still be on their way, so the consumer waits for them.
-        "late": (f"{unique}-r3", cluster_a, "node-density", "SUCCESS", t0 + 6000, t0 + 7200, snake_doc,
+        "late": (f"{unique}-r3", cluster_a, "node-density", "SUCCESS", t0 + 6000, t0 + 7200, False,
                  {"node-density": 200}),
-        "unknown": (f"{unique}-r4", cluster_b, "mystery-bench", "success", t0 + 3600, t0 + 4200, camel_doc, {}),
-        "failed": (f"{unique}-r5", cluster_a, "cluster-density-v2", "failed", t0 + 4800, t0 + 5400, snake_doc, {}),
+        "unknown": (f"{unique}-r4", cluster_b, "mystery-bench", "success", t0 + 3600, t0 + 4200, True, {}),
+        "failed": (f"{unique}-r5", cluster_a, "cluster-density-v2", "failed", t0 + 4800, t0 + 5400, False, {}),
     }
     docs = {name: run_documents(r[0], datetime.fromtimestamp(r[4], timezone.utc), r[7], cluster=r[1])
             for name, r in runs.items()}
     await index_docs(es, settings.results_index, [d for name in ("two-jobs", "density") for d in docs[name]])
 
     async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
-        for name, (uuid, cluster, benchmark, status, start, end, schema, _) in runs.items():
-            started = schema(uuid, cluster, benchmark, "running", start, end)
-            started.pop("end_date", None), started.pop("endDate", None), started.pop("endDateUnixTimestamp", None)
-            assert not (await publish(make_event(started), hook_settings)).spooled
-            assert not (await publish(make_event(schema(uuid, cluster, benchmark, status, start, end)), hook_settings)).spooled
+        for name, (uuid, cluster, benchmark, status, start, end, camel, _) in runs.items():
+            run = {"cluster": cluster, "benchmark": benchmark, "start": start, "camel": camel}
+            for event in (run_doc(uuid, status="running", end=None, **run), run_doc(uuid, status=status, end=end, **run)):
+                assert not (await publish(make_event(event), hook_settings)).spooled
         await asyncio.sleep(4)  # the late run's results are indexed after its finished event
         await index_docs(es, settings.results_index, docs["late"])
 
@@ -200,8 +182,8 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
     assert reports[runs["late"][0]]["results"] == expected_results(docs["late"])
     for name in ("two-jobs", "density", "late"):
         assert reports[runs[name][0]]["report"]["status"] == "complete", reports[runs[name][0]]["report"]
-    assert reports[runs["two-jobs"][0]]["openshift_platform"] == "GCP"
-    assert reports[runs["density"][0]]["openshift_cluster_version"] == "4.17.3"
+    assert reports[runs["two-jobs"][0]]["openshift_platform"] == camel_doc()["platform"]
+    assert reports[runs["density"][0]]["openshift_cluster_version"] == snake_doc()["cluster_version"]
 
     unknown = reports[runs["unknown"][0]]
     assert unknown["results"] == {} and unknown["report"]["status"] == "partial"
@@ -225,7 +207,8 @@ async def test_malformed_events_go_to_the_dead_letter_topic_and_the_rest_are_rep
     from aiokafka import AIOKafkaProducer
 
     start = (int(time.time()) // 60 - 120) * 60
-    good = make_event(snake_doc(f"{unique}-ok", f"c-{unique}", "mystery-bench", "success", start, start + 600))
+    good = make_event(run_doc(f"{unique}-ok", cluster=f"c-{unique}", benchmark="mystery-bench", status="success",
+                              start=start, end=start + 600))
     producer = AIOKafkaProducer(**settings.kafka.client_options())
     await producer.start()
     try:

@@ -16,15 +16,14 @@ from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.es import index_docs
 from tests.support.kafka import read_topic
 from tests.support.kubeburner import run_documents
+from tests.support.metadata import run_doc
 from tests.support.services import services
 
 pytestmark = pytest.mark.slow
 
 
 def finished_doc(uuid: str, cluster: str, start: int, benchmark: str = "node-density") -> dict:
-    return {"uuid": uuid, "cluster_name": cluster, "build_tag": benchmark, "job_status": "success",
-            "platform": "AWS", "start_date": datetime.fromtimestamp(start, timezone.utc).isoformat(),
-            "end_date": datetime.fromtimestamp(start + 900, timezone.utc).isoformat()}
+    return run_doc(uuid, cluster=cluster, benchmark=benchmark, status="success", start=start, end=start + 900)
 
 
 def quantiles(report: dict) -> dict:

@@ -19,7 +19,7 @@ from producer_hooks.events import Event, decode_event, make_event
 from producer_hooks.settings import HookSettings
 from tests.support.kafka import read_topic, topic_size
 from tests.support.services import services
-from tests.test_events import camel_doc, snake_doc
+from tests.support.metadata import camel_doc, snake_doc
 
 UNREACHABLE = "127.0.0.1:1"
 

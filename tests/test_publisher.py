@@ -20,7 +20,7 @@ from producer_hooks.publisher import Publisher, PublishResult, flush, publish, p
 from producer_hooks.settings import HookSettings
 from producer_hooks.spool import Spool
 from tests.support.kafka import read_topic, topic_size
-from tests.test_events import camel_doc, snake_doc
+from tests.support.metadata import camel_doc, snake_doc
 
 UNREACHABLE = "127.0.0.1:1"  # nothing listens there
 

@@ -16,6 +16,7 @@ from producer_hooks.publisher import Publisher
 from tests.support.consumer import running_consumer, settings_env, wait_for_reports
 from tests.support.es import index_docs
 from tests.support.kubeburner import run_documents
+from tests.support.metadata import run_doc
 
 
 async def cli(settings: Settings, *args: str, timeout: float = 300) -> tuple[int, str]:
@@ -36,15 +37,10 @@ def summary(output: str) -> dict[str, str]:
 
 
 def metadata(uuid: str, cluster: str, benchmark: str, start: datetime, status: str = "success", camel: bool = False) -> dict:
-    end = start + timedelta(minutes=20)
-    if camel:
-        return {"uuid": uuid, "clusterName": cluster, "benchmark": benchmark, "jobStatus": status,
-                "platform": "AWS", "startDate": start.isoformat(), "endDate": end.isoformat(), "timestamp": start.isoformat()}
-    doc = {"uuid": uuid, "cluster_name": cluster, "build_tag": benchmark, "job_status": status, "platform": "AWS",
-           "start_date": start.isoformat(), "end_date": end.isoformat(), "timestamp": start.isoformat()}
-    if status == "running":
-        del doc["end_date"]
-    return doc
+    """A run of 20 minutes from ``start`` (no end while it is still running)."""
+    begin = int(start.timestamp())
+    end = None if status == "running" else begin + 1200
+    return run_doc(uuid, cluster=cluster, benchmark=benchmark, status=status, start=begin, end=end, camel=camel)
 
 
 def without_build_time(report: dict) -> dict:
