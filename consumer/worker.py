@@ -99,11 +99,15 @@ class Worker:
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         """Pause fetching while too much is in flight; polling goes on, so the group keeps us."""
-        assigned = consumer.assignment()
-        if self.tracker.in_flight() >= self.settings.max_in_flight:
-            consumer.pause(*assigned)
+        in_flight = self.tracker.in_flight()
+        if in_flight >= self.settings.max_in_flight:
+            newly = consumer.assignment() - consumer.paused()
+            if newly:
+                consumer.pause(*newly)
+                log.info("fetching paused: %d runs in flight (MAX_IN_FLIGHT=%d)", in_flight, self.settings.max_in_flight)
         elif consumer.paused():
             consumer.resume(*consumer.paused())
+            log.info("fetching resumed: %d runs in flight", in_flight)
 
     async def commit(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition] | None = None) -> None:
         offsets = self.tracker.to_commit()

@@ -28,7 +28,8 @@ from elasticsearch import AsyncElasticsearch
 from consumer.settings import Settings
 from tests.support.es import index_docs
 from tests.support.kubeburner import run_documents
-from tests.support.prometheus import Series, load_series
+from tests.support.openshift import cluster_series
+from tests.support.prometheus import load_series
 
 REPO = Path(__file__).resolve().parent.parent
 STEP = 30
@@ -38,39 +39,6 @@ CLUSTERS = ("perf-aws-418", "perf-gcp-417")
 
 def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
-
-
-def cluster_series(cluster: str, start: int, end: int, rng: random.Random) -> list[Series]:
-    """The series the original job's four control-plane queries read, for one cluster."""
-    series: list[Series] = []
-    times = range(start, end + 1, STEP)
-    base = {"openshift_cluster_name": cluster}
-    for namespace in ("openshift-etcd", "openshift-kube-apiserver", "openshift-ovn-kubernetes"):
-        for pod in range(2):
-            labels = {**base, "namespace": namespace, "pod": f"{namespace[10:]}-{pod}", "container": "main", "name": f"k8s_{pod}"}
-            rate, total, cpu = rng.uniform(0.2, 1.5), 0.0, []
-            for _ in times:
-                total += rate * STEP * rng.uniform(0.6, 1.4)
-                cpu.append(total)
-            series.append(Series("container_cpu_usage_seconds_total", labels, list(zip(times, cpu))))
-            memory = rng.uniform(3e8, 2e9)
-            series.append(Series("container_memory_working_set_bytes", labels,
-                                 [(t, memory * rng.uniform(0.9, 1.1)) for t in times]))
-    for master in range(3):
-        node = f"master-{master}.{cluster}.internal"
-        series.append(Series("kube_node_role", {**base, "node": node, "role": "master"}, [(t, 1.0) for t in times]))
-        for mode, share in (("user", 0.9), ("system", 0.4), ("idle", 2.5)):
-            counter, values = 0.0, []
-            for _ in times:
-                counter += share * STEP * rng.uniform(0.7, 1.3)
-                values.append(counter)
-            series.append(Series("node_cpu_seconds_total", {**base, "instance": node, "cpu": "0", "mode": mode},
-                                 list(zip(times, values))))
-        total = 32 * 2**30
-        series.append(Series("node_memory_MemTotal_bytes", {**base, "instance": node}, [(t, total) for t in times]))
-        series.append(Series("node_memory_MemAvailable_bytes", {**base, "instance": node},
-                             [(t, total * rng.uniform(0.4, 0.6)) for t in times]))
-    return series
 
 
 def sample_runs(now: int) -> list[dict]:
@@ -120,7 +88,7 @@ async def main() -> int:
     now = int(time.time()) // STEP * STEP
     rng = random.Random()
     say("loading cluster metrics into Prometheus (the Thanos stand-in) for " + ", ".join(CLUSTERS))
-    await asyncio.to_thread(load_series, [s for c in CLUSTERS for s in cluster_series(c, now - 3 * 3600, now, rng)])
+    await asyncio.to_thread(load_series, [s for c in CLUSTERS for s in cluster_series(c, now - 3 * 3600, now, STEP, rng)])
     runs = sample_runs(now)
     say(f"indexing kube-burner results of {len(runs)} sample runs into {RESULTS_INDEX}")
     async with AsyncElasticsearch(settings.es.url) as es:

@@ -111,3 +111,57 @@ async def test_a_run_whose_metrics_cannot_be_read_goes_to_the_dead_letter_topic(
     assert headers["event-kind"] == b"finished"
     assert b"report not built" in headers["dead-letter-reason"]
     assert not await es.exists(index=settings.report_index, id=uuid)
+
+
+async def test_sigterm_drains_runs_in_flight_commits_and_exits_0(settings: Settings, hook_settings, es, unique: str, tmp_path):
+    # Two runs whose results come only after SIGTERM: the consumer finishes them while draining.
+    settings = dataclasses.replace(settings, max_in_flight=1, results_deadline_s=120.0, drain_timeout_s=60.0)
+    start = int(time.time()) - 900
+    uuids = [f"{unique}-a", f"{unique}-b"]
+    docs = [d for uuid in uuids for d in run_documents(uuid, datetime.fromtimestamp(start, timezone.utc), {"node-density": 5})]
+    for uuid in uuids:
+        await publish(make_event(finished_doc(uuid, f"c-{unique}", start)), hook_settings)
+
+    async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
+        for _ in range(60):  # until the first run is being built and fetching is paused behind it
+            if "fetching paused" in consumer.logs():
+                break
+            await asyncio.sleep(0.5)
+        assert "fetching paused: 1 runs in flight (MAX_IN_FLIGHT=1)" in consumer.logs()
+        consumer.process.terminate()
+        await asyncio.sleep(2)
+        await index_docs(es, settings.results_index, docs)
+        assert await consumer.stop(timeout=90) == 0
+    logs = consumer.logs()
+    assert "stopping: waiting up to 60 s" in logs
+    drained = await wait_for_reports(es, settings.report_index, set(uuids), timeout=5, at_least=1)
+    assert all(report["report"]["status"] == "complete" for report in drained.values())
+
+    # What was drained was committed; what was not is built by the next start, once.
+    async with running_consumer(settings, tmp_path / "again.log") as again:
+        reports = await wait_for_reports(es, settings.report_index, set(uuids), timeout=60, consumer=again)
+        await asyncio.sleep(2)
+        assert await again.stop() == 0
+    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in uuids}
+    rebuilt = [line for line in again.logs().splitlines() if "consumer.pipeline: report" in line]
+    assert len(rebuilt) == len(uuids) - len(drained)
+
+
+async def test_a_run_that_outlasts_the_drain_budget_is_built_again_on_the_next_start(
+    settings: Settings, hook_settings, es, unique: str, tmp_path
+):
+    settings = dataclasses.replace(settings, results_deadline_s=120.0, drain_timeout_s=2.0)
+    start = int(time.time()) - 900
+    uuid = f"{unique}-slow"
+    await publish(make_event(finished_doc(uuid, f"c-{unique}", start)), hook_settings)
+    async with running_consumer(settings, tmp_path / "first.log") as first:
+        await asyncio.sleep(5)  # long enough to be fetched and waiting for its results
+        assert await first.stop() == 0
+    assert "did not finish in time" in first.logs()
+    assert not await es.options(ignore_status=404).exists(index=settings.report_index, id=uuid)
+
+    await index_docs(es, settings.results_index, run_documents(uuid, datetime.fromtimestamp(start, timezone.utc), {"node-density": 5}))
+    async with running_consumer(settings, tmp_path / "second.log") as second:
+        reports = await wait_for_reports(es, settings.report_index, {uuid}, timeout=60, consumer=second)
+        assert await second.stop() == 0
+    assert reports[uuid]["report"]["status"] == "complete" and reports[uuid]["_version"] == 1
