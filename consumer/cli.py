@@ -190,7 +190,7 @@ async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,
                 print(f"{run_.uuid}\t{run_.benchmark}\t{run_.cluster_name}\t{run_.status}\t{iso(run_.end)}")
         else:
             await rebuild(pipeline, runs.values(), summary, label=label)
-    for line in summary.lines():
+    for line in summary.lines(label):
         print(line)
     return 0 if summary.ok else 1
 

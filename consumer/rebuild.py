@@ -39,7 +39,8 @@ class Summary:
     def ok(self) -> bool:
         return not self.failed
 
-    def lines(self) -> list[str]:
+    def lines(self, command: str = "replay") -> list[str]:
+        """The summary; ``command`` (replay or backfill) is what the hint for failed runs suggests."""
         built = sum(self.outcomes.values())
         lines = [
             f"read: {self.seen}",
@@ -52,6 +53,9 @@ class Summary:
         lines += [f"skipped ({reason}): {count}" for reason, count in sorted(self.skipped.items())]
         lines.append(f"failed: {len(self.failed)}")
         lines += [f"  {uuid}: {reason}" for uuid, reason in sorted(self.failed.items())]
+        if self.failed:
+            lines.append(f"once the cause is fixed, rebuild the failed runs with: report-consumer {command} "
+                         + " ".join(f"--uuid {uuid}" for uuid in sorted(self.failed)[:20]))
         return lines
 
 

@@ -89,7 +89,8 @@ class Worker:
                         outcome = await self.pipeline.process(event)
                         self.counts[outcome.write.value] += 1
                     except Exception as err:  # retries are exhausted by now
-                        log.exception("report of %s could not be built", event.run.uuid)
+                        log.exception("report of %s could not be built; once the cause is fixed, rebuild it with "
+                                      "`report-consumer replay --uuid %s`", event.run.uuid, event.run.uuid)
                         self.counts["dead-lettered"] += 1
                         await self.dead_letters.send(record, f"report not built: {type(err).__name__}: {err}")
             else:

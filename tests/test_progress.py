@@ -43,5 +43,6 @@ def test_the_summary_counts_outcomes_skips_and_failures_with_reasons():
     assert "read: 7" in lines and "finished runs: 4" in lines
     assert "reports written: 2 (created 2, updated 0)" in lines and "unchanged: 1" in lines
     assert "skipped (status not terminal): 3" in lines
-    assert lines[-2:] == ["failed: 1", "  u-4: ThanosUnavailable: connection refused"]
+    assert lines[-3:-1] == ["failed: 1", "  u-4: ThanosUnavailable: connection refused"]
+    assert lines[-1].endswith("report-consumer replay --uuid u-4")
     assert not summary.ok
