@@ -34,7 +34,7 @@ def metadata_query(days: int, uuids: Collection[str] = ()) -> dict[str, Any]:
 async def finished_runs_in_index(es: AsyncElasticsearch, index: str, days: int, retry: RetryPolicy,
                                  summary: Summary, uuids: Collection[str] = ()) -> dict[str, Event]:
     """The finished runs among the metadata documents, by uuid (the latest document of a run wins)."""
-    async for attempt in retry.retrying(is_transient):
+    async for attempt in retry.retrying(is_transient, f"reading {index}"):
         with attempt:  # a failure part-way reads the whole span again, under a new point in time
             scan = Summary()
             runs = await _scan(es, index, metadata_query(days, uuids), scan)

@@ -219,7 +219,7 @@ async def gather_results(
     polls = 0
     while True:
         polls += 1
-        async for attempt in retry.retrying(is_transient):
+        async for attempt in retry.retrying(is_transient, f"reading results of {run.uuid}"):
             with attempt:
                 results = await reader(es, index, run)
         elapsed = loop.time() - started

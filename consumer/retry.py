@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +17,22 @@ class RetryPolicy:
     max_wait_s: float = 30.0
     first_wait_s: float = 0.5
 
-    def retrying(self, transient: Callable[[BaseException], bool]) -> AsyncRetrying:
+    def retrying(self, transient: Callable[[BaseException], bool], what: str = "request") -> AsyncRetrying:
         """An ``AsyncRetrying`` that retries only what ``transient`` accepts and re-raises the last error.
 
         Use as ``async for attempt in policy.retrying(is_transient): with attempt: ...``.
         """
+
+        def say(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            pause = state.next_action.sleep if state.next_action else 0.0
+            log.warning("%s failed (attempt %d of %d: %s: %s); retrying in %.1f s", what, state.attempt_number,
+                        self.attempts, type(error).__name__, error, pause)
+
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_random_exponential(multiplier=self.first_wait_s, max=self.max_wait_s),
             retry=retry_if_exception(transient),
-            before_sleep=before_sleep_log(log, logging.WARNING),
+            before_sleep=say,
             reraise=True,
         )

@@ -118,7 +118,7 @@ async def ensure_report_index(es: AsyncElasticsearch, index: str, retry: RetryPo
 
     Safe to call from many consumers at once: losing the race to create it is not an error.
     """
-    async for attempt in (retry or RetryPolicy()).retrying(is_transient):
+    async for attempt in (retry or RetryPolicy()).retrying(is_transient, f"creating index {index}"):
         with attempt:
             return await _create_index(es, index)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -141,7 +141,7 @@ async def write_report(es: AsyncElasticsearch, index: str, report: Mapping[str, 
     A transient error (even after Elasticsearch applied the write) is retried from the read, so a
     retry never writes the same content twice: it finds it stored and answers UNCHANGED.
     """
-    async for attempt in retry.retrying(is_transient):
+    async for attempt in retry.retrying(is_transient, f"writing report {report.get('uuid')}"):
         with attempt:
             return await _write_once(es, index, report)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -200,7 +200,7 @@ async def stored_versions(
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(wanted), chunk_size):
         chunk = wanted[start : start + chunk_size]
-        async for attempt in policy.retrying(is_transient):
+        async for attempt in policy.retrying(is_transient, f"reading stored reports of {index}"):
             with attempt:
                 response = await es.options(ignore_status=404).mget(index=index, ids=chunk, source_includes=["report"])
         if _index_missing(response.body):

@@ -254,7 +254,7 @@ class Thanos:
 
     async def _call(self, endpoint: str, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         try:
-            async for attempt in self._retry.retrying(_is_transient):
+            async for attempt in self._retry.retrying(_is_transient, f"Thanos {endpoint}"):
                 with attempt:
                     return await self._post(endpoint, form)
         except (_TransientStatus, aiohttp.ClientError, asyncio.TimeoutError) as err:

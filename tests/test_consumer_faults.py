@@ -165,3 +165,30 @@ async def test_a_run_that_outlasts_the_drain_budget_is_built_again_on_the_next_s
         reports = await wait_for_reports(es, settings.report_index, {uuid}, timeout=60, consumer=second)
         assert await second.stop() == 0
     assert reports[uuid]["report"]["status"] == "complete" and reports[uuid]["_version"] == 1
+
+
+async def test_elasticsearch_restarted_mid_run_delays_reports_but_loses_none(
+    settings: Settings, hook_settings, es, unique: str, tmp_path
+):
+    # A retry budget that outlasts a restart (about 10 s here), as production's defaults do.
+    settings = dataclasses.replace(settings, retry_attempts=10, retry_max_wait_s=5.0)
+    start = int(time.time()) - 3600
+    before = [f"{unique}-before-{i}" for i in range(2)]
+    during = [f"{unique}-during-{i}" for i in range(3)]
+    for uuid in before:
+        await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
+
+    async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
+        await wait_for_reports(es, settings.report_index, set(before), timeout=60, consumer=consumer)
+        try:
+            await asyncio.to_thread(services, "down", "elasticsearch")
+            for uuid in during:
+                await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
+            await asyncio.sleep(3)
+        finally:
+            await asyncio.to_thread(services, "up", "elasticsearch")
+        reports = await wait_for_reports(es, settings.report_index, set(before + during), timeout=120, consumer=consumer)
+        assert await consumer.stop() == 0
+    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in before + during}
+    parked = await read_topic(settings.kafka, settings.dead_letter_topic, 0, timeout=2)
+    assert parked == []
