@@ -60,8 +60,20 @@ async def search_all(
     page_size: int = 1000,
     keep_alive: str = "1m",
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every ``_source`` matching ``query``, page by page, from one point in time (a consistent
-    view however many pages). A missing index yields nothing: its results are not there yet."""
+    """Every ``_source`` matching ``query``. A missing index yields nothing: its results are not
+    there yet.
+
+    What fits in one page (a run's results, polled while they arrive) takes one plain search; more
+    is read again from the start under a point in time, page by page, a consistent view however
+    many pages.
+    """
+    first = await es.search(index=index, query=query, size=page_size, track_total_hits=False,
+                            allow_partial_search_results=False, ignore_unavailable=True)
+    _check_complete(first, index)
+    if len(first["hits"]["hits"]) < page_size:
+        for hit in first["hits"]["hits"]:
+            yield hit["_source"]
+        return
     try:
         pit = await es.open_point_in_time(index=index, keep_alive=keep_alive, ignore_unavailable=True)
     except NotFoundError:
@@ -79,8 +91,7 @@ async def search_all(
                 track_total_hits=False,
                 allow_partial_search_results=False,
             )
-            if page.get("timed_out") or page["_shards"].get("failed"):
-                raise IncompleteSearch(f"search of {index!r} answered by part of its shards: {page['_shards']}")
+            _check_complete(page, index)
             pit_id = page.get("pit_id", pit_id)
             hits = page["hits"]["hits"]
             for hit in hits:
@@ -93,6 +104,11 @@ async def search_all(
             await es.close_point_in_time(id=pit_id)
         except Exception as exc:  # it expires by itself after keep_alive
             log.debug("could not close point in time on %s: %s", index, exc)
+
+
+def _check_complete(page: Mapping[str, Any], index: str) -> None:
+    if page.get("timed_out") or page["_shards"].get("failed"):
+        raise IncompleteSearch(f"search of {index!r} answered by part of its shards: {page['_shards']}")
 
 
 def is_transient(exc: BaseException) -> bool:

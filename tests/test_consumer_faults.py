@@ -11,7 +11,7 @@ import pytest
 
 from consumer.settings import Settings
 from producer_hooks.events import make_event
-from producer_hooks.publisher import publish
+from producer_hooks.publisher import flush, publish
 from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.es import index_docs
 from tests.support.kafka import read_topic
@@ -67,29 +67,39 @@ async def test_killing_the_consumer_mid_batch_loses_nothing_and_reports_nothing_
     assert found["hits"]["total"]["value"] == len(uuids)
 
 
-async def test_a_broker_stopped_mid_run_delays_reports_but_loses_none(
-    settings: Settings, hook_settings, es, unique: str, tmp_path
+@pytest.mark.parametrize("server", ["kafka", "elasticsearch"])
+async def test_a_server_restarted_mid_run_delays_reports_but_loses_and_doubles_none(
+    server: str, settings: Settings, hook_settings, es, unique: str, tmp_path
 ):
-    start = (int(time.time()) // 60 - 300) * 60
-    before = [f"{unique}-before-{i}" for i in range(3)]
-    after = [f"{unique}-after-{i}" for i in range(3)]
-    for uuid in before:
-        await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
+    # A retry budget that outlasts a restart (about 10 s here), as production's defaults do.
+    settings = dataclasses.replace(settings, retry_attempts=10, retry_max_wait_s=5.0)
+    start = int(time.time()) - 3600
+    runs = {when: [f"{unique}-{when}-{i}" for i in range(2)] for when in ("before", "during", "after")}
 
+    async def publish_runs(when: str) -> list[bool]:
+        return [(await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)).spooled
+                for uuid in runs[when]]
+
+    await publish_runs("before")
     async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
-        await wait_for_reports(es, settings.report_index, set(before), timeout=60, consumer=consumer)
+        await wait_for_reports(es, settings.report_index, set(runs["before"]), timeout=60, consumer=consumer)
         try:
-            await asyncio.to_thread(services, "down", "kafka")
-            await asyncio.sleep(5)
-            assert consumer.process.returncode is None, "the consumer must ride out a broker outage"
+            await asyncio.to_thread(services, "down", server)
+            spooled = await publish_runs("during")  # with the broker away, the hooks keep them in the spool
+            assert spooled == [server == "kafka"] * len(runs["during"])
+            await asyncio.sleep(3)
+            assert consumer.process.returncode is None, f"the consumer must ride out {server} going away"
         finally:
-            await asyncio.to_thread(services, "up", "kafka")
-        for uuid in after:
-            result = await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
-            assert not result.spooled
-        reports = await wait_for_reports(es, settings.report_index, set(before + after), timeout=120, consumer=consumer)
+            await asyncio.to_thread(services, "up", server)
+        if server == "kafka":
+            assert (await flush(hook_settings)).pending == 0
+        assert await publish_runs("after") == [False] * len(runs["after"])
+        everything = {uuid for batch in runs.values() for uuid in batch}
+        reports = await wait_for_reports(es, settings.report_index, everything, timeout=120, consumer=consumer)
+        await asyncio.sleep(2 * settings.commit_interval_s)
         assert await consumer.stop() == 0
-    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in before + after}
+    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in everything}
+    assert await read_topic(settings.kafka, settings.dead_letter_topic, 0, timeout=2) == []
 
 
 async def test_a_run_whose_metrics_cannot_be_read_goes_to_the_dead_letter_topic(
@@ -165,30 +175,3 @@ async def test_a_run_that_outlasts_the_drain_budget_is_built_again_on_the_next_s
         reports = await wait_for_reports(es, settings.report_index, {uuid}, timeout=60, consumer=second)
         assert await second.stop() == 0
     assert reports[uuid]["report"]["status"] == "complete" and reports[uuid]["_version"] == 1
-
-
-async def test_elasticsearch_restarted_mid_run_delays_reports_but_loses_none(
-    settings: Settings, hook_settings, es, unique: str, tmp_path
-):
-    # A retry budget that outlasts a restart (about 10 s here), as production's defaults do.
-    settings = dataclasses.replace(settings, retry_attempts=10, retry_max_wait_s=5.0)
-    start = int(time.time()) - 3600
-    before = [f"{unique}-before-{i}" for i in range(2)]
-    during = [f"{unique}-during-{i}" for i in range(3)]
-    for uuid in before:
-        await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
-
-    async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
-        await wait_for_reports(es, settings.report_index, set(before), timeout=60, consumer=consumer)
-        try:
-            await asyncio.to_thread(services, "down", "elasticsearch")
-            for uuid in during:
-                await publish(make_event(finished_doc(uuid, f"c-{unique}", start, "mystery-bench")), hook_settings)
-            await asyncio.sleep(3)
-        finally:
-            await asyncio.to_thread(services, "up", "elasticsearch")
-        reports = await wait_for_reports(es, settings.report_index, set(before + during), timeout=120, consumer=consumer)
-        assert await consumer.stop() == 0
-    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in before + during}
-    parked = await read_topic(settings.kafka, settings.dead_letter_topic, 0, timeout=2)
-    assert parked == []
