@@ -27,8 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from elasticsearch import AsyncElasticsearch  # noqa: E402
-
+from consumer.elastic import connect  # noqa: E402
 from consumer.pipeline import Pipeline  # noqa: E402
 from consumer.rebuild import Summary, rebuild  # noqa: E402
 from consumer.settings import Settings  # noqa: E402
@@ -68,7 +67,7 @@ async def main(args: argparse.Namespace) -> None:
         events.append(make_event(run_doc(uuid, cluster=cluster, benchmark="node-density", status="success",
                                          start=start, end=start + 1800)))
         docs += run_documents(uuid, datetime.fromtimestamp(start, timezone.utc), {"node-density": 50})
-    async with AsyncElasticsearch(settings.es.url) as es:
+    async with connect(settings.es) as es:
         await index_docs(es, settings.results_index, docs)
 
     new: dict[int, list[float]] = {limit: [] for limit in args.limits}
@@ -87,7 +86,7 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"  repeat {repeat + 1}, MAX_IN_FLIGHT={limit}: new {new[limit][-1]:.2f} s, "
                       f"unchanged {unchanged[limit][-1]:.2f} s", flush=True)
     finally:
-        async with AsyncElasticsearch(settings.es.url) as es:
+        async with connect(settings.es) as es:
             await es.options(ignore_status=404).indices.delete(index=f"bench-reports-{tag}-*,{settings.results_index}")
 
     baseline_new = statistics.median(new[args.limits[0]])

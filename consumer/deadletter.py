@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import logging
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -28,7 +28,7 @@ class DeadLetters:
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.dead_letter_topic
         self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **settings.kafka.client_options())
-        self._retry_wait_s = settings.retry_max_wait_s
+        self._retry = dataclasses.replace(settings.retry, attempts=None)
 
     async def start(self) -> None:
         try:
@@ -44,14 +44,8 @@ class DeadLetters:
         """Park the record; keeps trying while the broker is away (the record's offset must not be
         committed before it is parked, or it would be lost)."""
         headers = dead_letter_headers(record, reason)
-        wait = 0.5
-        while True:
-            try:
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        async for attempt in self._retry.retrying(lambda err: isinstance(err, KafkaError), f"parking {where} in {self.topic}"):
+            with attempt:
                 await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
-                log.warning("event at %s[%d]@%d parked in %s: %s", record.topic, record.partition, record.offset, self.topic, reason)
-                return
-            except KafkaError as err:
-                log.warning("cannot park event at %s[%d]@%d in %s yet (%s); retrying", record.topic, record.partition,
-                            record.offset, self.topic, err)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, max(self._retry_wait_s, 0.5))
+        log.warning("event at %s parked in %s: %s", where, self.topic, reason)

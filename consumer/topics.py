@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -11,6 +12,16 @@ from aiokafka.errors import for_code
 from producer_hooks.settings import KafkaSettings
 
 TOPIC_ALREADY_EXISTS = 36
+
+
+@asynccontextmanager
+async def _admin(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 @dataclass(frozen=True)
@@ -22,14 +33,10 @@ class TopicSpec:
 async def ensure_topics(kafka: KafkaSettings, topics: Mapping[str, TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; return the names created. Existing ones are left as
     they are (partitions are never changed behind the operator's back)."""
-    admin = AIOKafkaAdminClient(**kafka.client_options())
-    await admin.start()
-    try:
+    async with _admin(kafka) as admin:
         response = await admin.create_topics(
             [NewTopic(name, spec.partitions, spec.replication) for name, spec in topics.items()]
         )
-    finally:
-        await admin.close()
     created = []
     for topic, code, *rest in response.topic_errors:
         if code == 0:
@@ -41,12 +48,8 @@ async def ensure_topics(kafka: KafkaSettings, topics: Mapping[str, TopicSpec]) -
 
 
 async def delete_topics(kafka: KafkaSettings, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(**kafka.client_options())
-    await admin.start()
-    try:
+    async with _admin(kafka) as admin:
         await admin.delete_topics(topics)
-    finally:
-        await admin.close()
 
 
 UNKNOWN_TOPIC = 3
@@ -54,12 +57,8 @@ UNKNOWN_TOPIC = 3
 
 async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
     """The topic's partition numbers; :class:`LookupError` if there is no such topic."""
-    admin = AIOKafkaAdminClient(**kafka.client_options())
-    await admin.start()
-    try:
+    async with _admin(kafka) as admin:
         [described] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     if described["error_code"] == UNKNOWN_TOPIC:
         raise LookupError(f"topic {topic!r} does not exist (RUNS_TOPIC); `report-consumer init` creates it")
     if described["error_code"]:

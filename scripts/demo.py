@@ -25,6 +25,7 @@ from pathlib import Path
 
 from elasticsearch import AsyncElasticsearch
 
+from consumer.elastic import connect
 from consumer.settings import Settings
 from tests.support.es import index_docs
 from tests.support.kubeburner import run_documents
@@ -91,25 +92,25 @@ async def main() -> int:
     await asyncio.to_thread(load_series, [s for c in CLUSTERS for s in cluster_series(c, now - 3 * 3600, now, STEP, rng)])
     runs = sample_runs(now)
     say(f"indexing kube-burner results of {len(runs)} sample runs into {RESULTS_INDEX}")
-    async with AsyncElasticsearch(settings.es.url) as es:
+    async with connect(settings.es) as es:
         docs = [d for run in runs for d in run_documents(run["doc"]["uuid"], datetime.fromtimestamp(run["start"], timezone.utc),
                                                           run["jobs"], cluster=run["cluster"], seed=rng.random())]
         await index_docs(es, RESULTS_INDEX, docs)
 
-    log = REPO / ".services" / "demo-consumer.log"
-    log.parent.mkdir(exist_ok=True)
-    say(f"starting report-consumer run (log: {log})")
-    with open(log, "ab") as out:
-        consumer = subprocess.Popen([*cli, "run"], env=env, stdout=out, stderr=out)
-    try:
-        for run in runs:
-            say(f"publishing {run['doc'].get('build_tag') or run['doc'].get('benchmark')} on {run['cluster']}: started, finished")
-            publish({**run["doc"], run["status_key"]: "running"}, env)
-            publish({**run["doc"], run["status_key"]: "success"}, env)
-        reports = await wait_for_reports(settings, [run["doc"]["uuid"] for run in runs], consumer, log)
-    finally:
-        consumer.send_signal(signal.SIGTERM)
-        consumer.wait(timeout=60)
+        log = REPO / ".services" / "demo-consumer.log"
+        log.parent.mkdir(exist_ok=True)
+        say(f"starting report-consumer run (log: {log})")
+        with open(log, "ab") as out:
+            consumer = subprocess.Popen([*cli, "run"], env=env, stdout=out, stderr=out)
+        try:
+            for run in runs:
+                say(f"publishing {run['doc'].get('build_tag') or run['doc'].get('benchmark')} on {run['cluster']}: started, finished")
+                publish({**run["doc"], run["status_key"]: "running"}, env)
+                publish({**run["doc"], run["status_key"]: "success"}, env)
+            reports = await wait_for_reports(es, settings.report_index, [run["doc"]["uuid"] for run in runs], consumer, log)
+        finally:
+            consumer.send_signal(signal.SIGTERM)
+            consumer.wait(timeout=60)
     for report in reports:
         show(report)
     say(f"{len(reports)} reports in index {settings.report_index} at {settings.es.url}; full documents: "
@@ -117,18 +118,18 @@ async def main() -> int:
     return 0
 
 
-async def wait_for_reports(settings: Settings, wanted: list[str], consumer: subprocess.Popen, log: Path) -> list[dict]:
+async def wait_for_reports(es: AsyncElasticsearch, index: str, wanted: list[str], consumer: subprocess.Popen,
+                           log: Path) -> list[dict]:
     deadline = time.monotonic() + 180
-    async with AsyncElasticsearch(settings.es.url) as es:
-        while time.monotonic() < deadline:
-            if consumer.poll() is not None:
-                raise SystemExit(f"demo: the consumer stopped ({consumer.returncode}); see {log}")
-            if await es.indices.exists(index=settings.report_index):
-                docs = (await es.mget(index=settings.report_index, ids=wanted))["docs"]
-                found = [doc["_source"] for doc in docs if doc.get("found")]
-                if len(found) == len(wanted):
-                    return found
-            await asyncio.sleep(1)
+    while time.monotonic() < deadline:
+        if consumer.poll() is not None:
+            raise SystemExit(f"demo: the consumer stopped ({consumer.returncode}); see {log}")
+        if await es.indices.exists(index=index):
+            docs = (await es.mget(index=index, ids=wanted))["docs"]
+            found = [doc["_source"] for doc in docs if doc.get("found")]
+            if len(found) == len(wanted):
+                return found
+        await asyncio.sleep(1)
     raise SystemExit(f"demo: reports did not arrive within 180 s; see {log}")
 
 

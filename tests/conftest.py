@@ -12,8 +12,8 @@ import os
 import uuid
 
 import pytest
-from elasticsearch import AsyncElasticsearch
 
+from consumer.elastic import connect
 from consumer.settings import Settings
 from consumer.topics import TopicSpec, delete_topics, ensure_topics
 from producer_hooks.settings import HookSettings
@@ -60,7 +60,7 @@ async def settings(service_settings: Settings, unique: str):
         await delete_topics(kafka, list(topics))
     except Exception:  # the broker may have been stopped by a fault test; names are unique anyway
         pass
-    async with AsyncElasticsearch(settings.es.url) as es:
+    async with connect(settings.es) as es:
         await es.options(ignore_status=404).indices.delete(
             index=f"{settings.report_index},{settings.results_index},{settings.metadata_index}",
             expand_wildcards="all",
@@ -74,5 +74,5 @@ def hook_settings(settings: Settings, tmp_path) -> HookSettings:
 
 @pytest.fixture
 async def es(settings: Settings):
-    async with AsyncElasticsearch(settings.es.url, request_timeout=settings.es.timeout_s) as client:
+    async with connect(settings.es) as client:
         yield client

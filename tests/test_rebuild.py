@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,23 +12,11 @@ import pytest
 from consumer.settings import Settings
 from producer_hooks.events import make_event
 from producer_hooks.publisher import Publisher
-from tests.support.consumer import running_consumer, settings_env, wait_for_reports
+from tests.support.consumer import run_cli as cli
+from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.es import index_docs
 from tests.support.kubeburner import run_documents
 from tests.support.metadata import run_doc
-
-
-async def cli(settings: Settings, *args: str, timeout: float = 300) -> tuple[int, str]:
-    """`report-consumer ARGS` as a user runs it; returns its exit code and standard output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "consumer.cli", *args, env=settings_env(settings),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    if process.returncode != 0:
-        print(err.decode()[-5000:])
-    return process.returncode, out.decode()
 
 
 def summary(output: str) -> dict[str, str]:

@@ -66,6 +66,20 @@ class ConsumerProcess:
         await self.process.wait()
 
 
+async def run_cli(settings: Settings, *args: str, timeout: float = 300) -> tuple[int, str]:
+    """`report-consumer ARGS` as a user runs it, to the end; its exit code and standard output
+    (standard error is printed when it fails, for pytest to show)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "consumer.cli", *args, env=settings_env(settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    if process.returncode != 0:
+        print(err.decode()[-5000:])
+    return process.returncode, out.decode()
+
+
 @asynccontextmanager
 async def running_consumer(settings: Settings, log: Path, *args: str, **extra_env: str):
     """`report-consumer run` in a subprocess; killed at exit if still running."""
