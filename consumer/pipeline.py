@@ -78,7 +78,7 @@ class Pipeline:
         reasons = list(results.reasons)
 
         profiles = self.profiles_for(run.benchmark)
-        metrics: dict = {}
+        metrics: list = []
         if run.cluster_name:
             collected = await collect_metrics(
                 self.thanos, profiles, settings.thanos.cluster_label, run.cluster_name, run.start, run.end,

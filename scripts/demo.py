@@ -138,12 +138,13 @@ def show(report: dict) -> None:
     print(f"{report['benchmark']} on {report['openshift_cluster_name']} ({report['openshift_platform']}, "
           f"{report['openshift_cluster_version']}) {report['start_date']} .. {report['end_date']}")
     print(f"  uuid {report['uuid']}, status {report['job_status']}, report {report['report']['status']}")
-    for job, body in report["results"].items():
-        ready = body.get("podLatencyQuantiles", {}).get("Ready", {})
-        elapsed = body.get("jobSummary", {}).get("elapsedTime")
-        print(f"  job {job}: elapsed {elapsed} s, pod Ready P99 {ready.get('P99')} ms, P50 {ready.get('P50')} ms")
+    for job in report["jobs"]:
+        ready = job.get("latency_ms", {}).get("Ready", {})
+        step = f" step {job['step']}" if job.get("step") else ""
+        print(f"  job {job.get('name')}{step}: elapsed {job.get('elapsed_s')} s, "
+              f"pod Ready P99 {ready.get('P99')} ms, P50 {ready.get('P50')} ms")
     for name in ("podCPU", "masterCPU", "masterMemoryUsage"):
-        for series in report["metrics"].get(name, {}).get("series", [])[:3]:
+        for series in [m for m in report["metrics"] if m["name"] == name and m["status"] == "ok"][:3]:
             labels = ",".join(f"{k}={v}" for k, v in series["labels"].items())
             print(f"  {name}{{{labels}}}: avg {series['avg']:.3g}, max {series['max']:.3g} ({series['samples']} samples)")
     for key, url in report["links"].items():

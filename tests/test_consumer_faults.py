@@ -27,7 +27,7 @@ def finished_doc(uuid: str, cluster: str, start: int, benchmark: str = "node-den
 
 
 def quantiles(report: dict) -> dict:
-    return {job: body.get("podLatencyQuantiles") for job, body in report["results"].items()}
+    return {job["name"]: job.get("latency_ms") for job in report["jobs"]}
 
 
 async def test_killing_the_consumer_mid_batch_loses_nothing_and_reports_nothing_twice(
