@@ -18,6 +18,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from consumer.profiles import ProfileError
 from consumer.report import iso
 from consumer.settings import Settings
+from consumer.views import VIEW_COMMANDS, add_view_commands
 from producer_hooks.settings import SettingsError
 
 if TYPE_CHECKING:  # the commands import what they need when they run, so --help stays quick
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument("--stale-only", action="store_true", help="only runs whose report is missing or outdated")
     backfill.add_argument("--dry-run", action="store_true", help="list the runs that would be built")
     backfill.add_argument("--max-in-flight", type=positive, help="reports built at once (MAX_IN_FLIGHT)")
+    add_view_commands(commands)
     return root
 
 
@@ -87,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, max_in_flight=args.max_in_flight)
         if getattr(args, "group", None):
             settings = dataclasses.replace(settings, group=args.group)
-        command = {"init": init, "run": run, "replay": replay, "backfill": backfill}[args.command]
+        command = {"init": init, "run": run, "replay": replay, "backfill": backfill, **VIEW_COMMANDS}[args.command]
         return asyncio.run(command(settings, args))
     except (SettingsError, ProfileError) as err:
         print(f"report-consumer: {err}", file=sys.stderr)
