@@ -23,7 +23,7 @@ from producer_hooks.settings import SettingsError
 if TYPE_CHECKING:  # the commands import what they need when they run, so --help stays quick
     from consumer.pipeline import Pipeline
     from consumer.rebuild import Summary
-    from producer_hooks.events import Event
+    from consumer.origin import Delivery
 
 log = logging.getLogger("consumer")
 
@@ -154,7 +154,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 async def replay(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.replay import finished_runs_in_topic
 
-    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Event]:
+    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Delivery]:
         return await finished_runs_in_topic(settings, summary, since=args.since, uuids=set(args.uuid))
 
     return await _rebuild(settings, args, "replay", find)
@@ -163,7 +163,7 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
 async def backfill(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.backfill import finished_runs_in_index
 
-    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Event]:
+    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Delivery]:
         return await finished_runs_in_index(pipeline.es, settings.metadata_index, args.days, settings.retry,
                                             summary, uuids=set(args.uuid))
 
@@ -171,7 +171,7 @@ async def backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,
-                   find: Callable[[Pipeline, Summary], Awaitable[Mapping[str, Event]]]) -> int:
+                   find: Callable[[Pipeline, Summary], Awaitable[Mapping[str, Delivery]]]) -> int:
     """What replay and backfill share once they have found their runs."""
     from consumer.pipeline import Pipeline
     from consumer.rebuild import Summary, rebuild, stale_only
@@ -185,8 +185,8 @@ async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,
             runs = await stale_only(pipeline, runs)
             summary.skip("report up to date", len(fresh) - len(runs))
         if args.dry_run:
-            for event in runs.values():
-                run_ = event.run
+            for found in runs.values():
+                run_ = found.event.run
                 print(f"{run_.uuid}\t{run_.benchmark}\t{run_.cluster_name}\t{run_.status}\t{iso(run_.end)}")
         else:
             await rebuild(pipeline, runs.values(), summary, label=label)

@@ -30,6 +30,7 @@ def build_report(
     profiles: Sequence[tuple[str, int]],
     reasons: Sequence[str],
     built_at: datetime,
+    origin: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of one run. ``reasons`` say what is missing; none means the report is complete."""
     run = event.run
@@ -53,14 +54,29 @@ def build_report(
             "profiles": [{"name": name, "version": version} for name, version in profiles],
             "format_version": REPORT_FORMAT_VERSION,
             "built_at": iso(built_at),
+            # Which event of the run this is built from (see consumer.origin), and a hash of that
+            # event's metadata, so a rebuild of the same event can be told from a stale one.
+            "event_fingerprint": _hash(event.metadata),
         },
     }
+    if origin is not None:
+        report["report"]["origin"] = dict(origin)
     report["report"]["fingerprint"] = fingerprint(report)
     return report
+
+
+def with_origin(report: Mapping[str, Any], origin: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` as if built from the event at ``origin``."""
+    changed = {**report, "report": {**report["report"], "origin": dict(origin)}}
+    changed["report"]["fingerprint"] = fingerprint(changed)
+    return changed
 
 
 def fingerprint(report: Mapping[str, Any]) -> str:
     """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting."""
     block = {key: value for key, value in report["report"].items() if key not in ("built_at", "fingerprint")}
-    content = {**report, "report": block}
+    return _hash({**report, "report": block})
+
+
+def _hash(content: Any) -> str:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()

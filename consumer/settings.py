@@ -82,6 +82,8 @@ class Settings:
     drain_timeout_s: float = 30.0
     retry_attempts: int = 5
     retry_max_wait_s: float = 30.0
+    # How long one run may wait out a server's outage before it is dead-lettered; 0: for as long as it lasts.
+    outage_limit_s: float = 0.0
 
     @property
     def retry(self) -> RetryPolicy:
@@ -127,6 +129,7 @@ class Settings:
             drain_timeout_s=env_float(env, "DRAIN_TIMEOUT", cls.drain_timeout_s, minimum=0),
             retry_attempts=env_int(env, "RETRY_ATTEMPTS", cls.retry_attempts, minimum=1),
             retry_max_wait_s=env_float(env, "RETRY_MAX_WAIT", cls.retry_max_wait_s, minimum=0),
+            outage_limit_s=env_float(env, "OUTAGE_LIMIT", cls.outage_limit_s, minimum=0),
         )
 
 

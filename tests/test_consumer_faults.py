@@ -132,7 +132,7 @@ async def test_sigterm_drains_runs_in_flight_commits_and_exits_0(settings: Setti
     for uuid in uuids:
         await publish(make_event(finished_doc(uuid, f"c-{unique}", start)), hook_settings)
 
-    async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
+    async with running_consumer(settings, tmp_path / "consumer.log", "--log-level", "DEBUG") as consumer:
         for _ in range(60):  # until the first run is being built and fetching is paused behind it
             if "fetching paused" in consumer.logs():
                 break
