@@ -77,6 +77,8 @@ def entry(planned: PlannedQuery, result: QueryResult | None = None, error: str |
         return doc
     assert result is not None
     doc["series"] = [{"labels": s.labels, "avg": s.avg, "max": s.max, "samples": s.samples} for s in result.series]
+    if result.step_s:
+        doc["step_s"] = result.step_s
     if result.warnings:
         doc["warnings"] = result.warnings
     return doc
@@ -90,9 +92,13 @@ async def collect_metrics(
     start: datetime,
     end: datetime,
     concurrency: int,
+    max_queries: int | None = None,
 ) -> MetricsOutcome:
-    """Summarise every query of ``profiles`` over ``[start, end]``, at most ``concurrency`` at a time."""
+    """Summarise every query of ``profiles`` over ``[start, end]``, at most ``concurrency`` at a time;
+    past ``max_queries`` queries, the rest are reported as not asked (a per-run budget)."""
     planned = plan(profiles, cluster_label, cluster)
+    over = planned[max_queries:] if max_queries is not None else []
+    planned = planned[: len(planned) - len(over)]
     limit = asyncio.Semaphore(concurrency)
 
     async def run(item: PlannedQuery) -> dict[str, Any]:
@@ -113,6 +119,8 @@ async def collect_metrics(
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     metrics = {item.key: doc for item, doc in zip(planned, entries)}
+    for item in over:
+        metrics[item.key] = entry(item, error=f"not asked: the run's budget is {max_queries} queries (THANOS_MAX_QUERIES)")
     errors = [f"{key}: {doc['error']}" for key, doc in metrics.items() if "error" in doc]
     used = list(dict.fromkeys((p.name, p.version) for p in profiles))
     return MetricsOutcome(metrics, used, errors)

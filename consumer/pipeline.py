@@ -94,7 +94,7 @@ class Pipeline:
         if run.cluster_name:
             collected = await collect_metrics(
                 self.thanos, profiles, settings.thanos.cluster_label, run.cluster_name, run.start, run.end,
-                settings.thanos.concurrency,
+                settings.thanos.concurrency, settings.thanos.max_queries,
             )
             metrics = collected.metrics
             reasons.extend(collected.errors)

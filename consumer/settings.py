@@ -59,6 +59,9 @@ class ThanosSettings:
     step_s: float = 10.0
     concurrency: int = 4
     timeout_s: float = 60.0
+    # Per query of a run: points per series (7 days at 10 s fit), and queries asked per run.
+    max_points: int = 65_000
+    max_queries: int = 200
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class Settings:
                 step_s=env_float(env, "THANOS_STEP", ThanosSettings.step_s, minimum=1),
                 concurrency=env_int(env, "THANOS_CONCURRENCY", ThanosSettings.concurrency, minimum=1),
                 timeout_s=env_float(env, "THANOS_TIMEOUT", ThanosSettings.timeout_s, minimum=0.1),
+                max_points=env_int(env, "THANOS_MAX_POINTS", ThanosSettings.max_points, minimum=2),
+                max_queries=env_int(env, "THANOS_MAX_QUERIES", ThanosSettings.max_queries, minimum=1),
             ),
             report_index=env_required(env, "REPORT_INDEX", cls.report_index),
             results_index=env_required(env, "RESULTS_INDEX", cls.results_index),

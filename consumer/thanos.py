@@ -77,6 +77,7 @@ class SeriesSummary:
 class QueryResult:
     series: list[SeriesSummary]
     warnings: list[str]
+    step_s: float = 0.0  # the resolution evaluated: THANOS_STEP, or coarser to stay in the budget
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -108,6 +109,16 @@ def chunk_windows(start_ms: int, end_ms: int, step_ms: int, max_points: int = MA
         chunks.append((chunk_start, chunk_end))
         chunk_start = chunk_end + step_ms
     return chunks
+
+
+def budget_step(start_ms: int, end_ms: int, step_ms: int, max_points: int) -> int:
+    """``step_ms``, or the smallest multiple of it that evaluates at most ``max_points`` points of
+    ``[start, end]``: however long a window, one query's work and memory stay bounded."""
+    points = (end_ms - start_ms) // step_ms + 1
+    if points <= max_points:
+        return step_ms
+    factor = -(-(end_ms - start_ms) // (step_ms * (max_points - 1)))  # ceiling division
+    return step_ms * factor
 
 
 def prom_time(ms: int) -> str:
@@ -212,12 +223,13 @@ class Thanos:
     async def summarize(self, query: str, start: datetime, end: datetime) -> QueryResult:
         """Average, maximum and count of finite points per series of ``query`` over ``[start, end]``.
 
-        Evaluated at ``start + k * step`` (``step`` from settings) by ``query_range``, in chunks
+        Evaluated at ``start + k * step`` (``step`` from settings, coarser when the window would
+        take more than ``max_points`` points: see :func:`budget_step`) by ``query_range``, in chunks
         of at most 11,000 points folded into running totals, so any window length works in
         bounded memory. Raises :class:`QueryError` for a query the server refuses and
         :class:`ThanosUnavailable` once retries are exhausted.
         """
-        step_ms = round(self._settings.step_s * 1000)
+        step_ms = budget_step(to_ms(start), to_ms(end), round(self._settings.step_s * 1000), self._settings.max_points)
         totals = _Accumulator()
         warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
         for chunk_start, chunk_end in chunk_windows(to_ms(start), to_ms(end), step_ms):
@@ -236,7 +248,7 @@ class Thanos:
             totals.add_matrix(data["result"])
             warnings.update(dict.fromkeys(chunk_warnings))
             del data  # the chunk's points are in the totals now
-        return QueryResult(totals.summaries(), list(warnings))
+        return QueryResult(totals.summaries(), list(warnings), step_ms / 1000)
 
     async def instant(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
         """``query`` evaluated at one instant: (labels, value) per series (scalars get no labels)."""
