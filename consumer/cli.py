@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    # The transport warns once per failed request; an outage is told by consumer.outage instead.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     settings = None
     try:
         settings = Settings.from_env()
@@ -178,11 +179,12 @@ async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,
 
     summary = Summary()
     async with Pipeline.open(settings) as pipeline:
-        runs = await find(pipeline, summary)
+        runs = await pipeline.outages.ride_out(lambda: find(pipeline, summary), f"reading the runs to {label}")
         summary.runs = len(runs)
         if args.stale_only:
             fresh = dict(runs)
-            runs = await stale_only(pipeline, runs)
+            found = runs
+            runs = await pipeline.outages.ride_out(lambda: stale_only(pipeline, found), "reading stored reports")
             summary.skip("report up to date", len(fresh) - len(runs))
         if args.dry_run:
             for found in runs.values():

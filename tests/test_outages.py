@@ -79,4 +79,6 @@ async def test_runs_streamed_through_an_outage_all_get_one_report_and_none_is_de
 
     # Nothing was left for a rebuild to do.
     code, out = await run_cli(settings, "replay")
-    assert code == 0 and "reports written: 0" in out, out
+    replayed = await wait_for_reports(es, settings.report_index, set(uuids), timeout=10)
+    changed = {key for uuid in uuids for key in reports[uuid] if reports[uuid][key] != replayed[uuid][key]}
+    assert code == 0 and "reports written: 0" in out, (out, changed, replayed[uuids[0]])
