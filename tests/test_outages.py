@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 
 import pytest
 
@@ -63,7 +64,10 @@ async def test_runs_streamed_through_an_outage_all_get_one_report_and_none_is_de
         assert await consumer.stop() == 0
 
     assert len(reports) == RUNS
-    assert {uuid: report["_version"] for uuid, report in reports.items()} == {uuid: 1 for uuid in uuids}
+    # Written once each; only an event the hook had to send twice (the broker wrote it, but the
+    # acknowledgement was lost with the broker) may have moved its report to the later copy.
+    sent = Counter(record.key.decode() for record in await read_topic(settings.kafka, settings.kafka.topic, RUNS))
+    assert {uuid: report["_version"] for uuid, report in reports.items() if report["_version"] > sent[uuid]} == {}
     assert {uuid: report["metadata"] for uuid, report in reports.items()} == {doc["uuid"]: doc for doc in docs}
     assert await read_topic(settings.kafka, settings.dead_letter_topic, 0, timeout=2) == []
     found = await es.search(index=settings.report_index, size=0, track_total_hits=True)
