@@ -21,7 +21,7 @@ from producer_hooks.events import (
     parse_date,
     parse_run,
 )
-from tests.support.metadata import camel_doc, snake_doc
+from tests.support.metadata import camel_doc, filler, snake_doc
 
 START = datetime(2024, 5, 2, 10, 0, 3, 123456, tzinfo=timezone.utc)
 END = START + timedelta(minutes=42)
@@ -228,7 +228,7 @@ def test_decoding_an_encoded_event_gives_it_back(doc: dict) -> None:
 
 def test_event_too_large_for_kafka_is_rejected_when_encoded() -> None:
     # The document alone fits, but with the canonical run beside it the message would not.
-    doc = snake_doc(blob="x" * (MAX_EVENT_BYTES - len(orjson.dumps(snake_doc())) - 20))
+    doc = snake_doc(blob=filler(MAX_EVENT_BYTES - len(orjson.dumps(snake_doc())) - 20))
     event = make_event(doc)
     with pytest.raises(InvalidEvent, match=r"^event: [\d,]+ bytes encoded, more than the 900,000 allowed"):
         encode_event(event)
