@@ -329,6 +329,8 @@ def decode_event(
         raise InvalidEvent(f"value: not JSON ({_one_line(err)})", "value", _show(bytes(value))) from None
     if not isinstance(body, dict):
         raise InvalidEvent(f"value: expected a JSON object, got {_type_name(body)}", "value", _type_name(body))
+    if key is not None and not isinstance(key, (bytes, bytearray, memoryview)):
+        raise InvalidEvent(f"key: expected bytes, got {_type_name(key)}", "key", _type_name(key))
     header = _our_headers(headers)
 
     if VERSION_HEADER in header and header[VERSION_HEADER] != str(SCHEMA_VERSION):

@@ -447,7 +447,7 @@ def _odd_values() -> list[bytes]:
 
 
 def test_decode_event_raises_nothing_but_invalid_event_whatever_the_bytes() -> None:
-    keys = [None, b"", KEY, b"\xff", b"6f1b1e0e-0000-4000-8000-000000000002"]
+    keys = [None, b"", KEY, b"\xff", b"6f1b1e0e-0000-4000-8000-000000000002", "a-str", 12]
     headers = [None, [], [("event-kind", b"finished")], [("event-kind", b"\x80")], [("schema-version", None)],
                [(b"\xff", b"\xff")], [("x",)], 7]
     accepted = refused = 0
