@@ -10,12 +10,17 @@ Secrets (SASL passwords, API keys, tokens) are read from ``NAME`` or from the fi
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+
+from producer_hooks.events import DEFAULT_LIMITS, EventLimits
 
 Env = Mapping[str, str]
 N = TypeVar("N", int, float)
@@ -205,6 +210,25 @@ class KafkaSettings:
         return options
 
 
+# -- event limits: shared by the hooks (which refuse) and the consumer (which dead-letters) ------
+
+
+def limits_from_env(env: Env) -> EventLimits:
+    """The event limits, with the longest run window from ``RUN_WINDOW_MAX_HOURS`` (default 168)."""
+    name = "RUN_WINDOW_MAX_HOURS"
+    raw = env_str(env, name)
+    if raw is None:
+        return DEFAULT_LIMITS
+    try:
+        hours = float(raw)
+        if not math.isfinite(hours) or hours <= 0:
+            raise ValueError
+        window = timedelta(hours=hours)
+    except (ValueError, OverflowError):
+        raise SettingsError(f"{name}={raw!r} is not a positive number of hours") from None
+    return dataclasses.replace(DEFAULT_LIMITS, max_window=window)
+
+
 def default_spool_path(env: Env) -> Path:
     state = env_str(env, "XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "report-hook" / "spool.jsonl"
@@ -212,11 +236,13 @@ def default_spool_path(env: Env) -> Path:
 
 @dataclass(frozen=True)
 class HookSettings:
-    """What a publishing pipeline step needs: the broker, and where to keep events it cannot send."""
+    """What a publishing pipeline step needs: the broker, where to keep events it cannot send, and
+    the limits the consumer will apply to them."""
 
     kafka: KafkaSettings = KafkaSettings()
     spool_path: Path = Path("spool.jsonl")
     timeout_s: float = 15.0
+    limits: EventLimits = DEFAULT_LIMITS
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> HookSettings:
@@ -225,4 +251,5 @@ class HookSettings:
             kafka=KafkaSettings.from_env(env),
             spool_path=env_path(env, "REPORT_HOOK_SPOOL", default_spool_path(env)),  # type: ignore[arg-type]
             timeout_s=env_float(env, "REPORT_HOOK_TIMEOUT", cls.timeout_s, minimum=0.1),
+            limits=limits_from_env(env),
         )

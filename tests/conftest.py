@@ -18,6 +18,7 @@ from consumer.settings import Settings
 from consumer.topics import TopicSpec, delete_topics, ensure_topics
 from producer_hooks.settings import HookSettings
 from tests.support.services import external, service_env, services
+from tests.support.tls import secure_servers
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +77,13 @@ def hook_settings(settings: Settings, tmp_path) -> HookSettings:
 async def es(settings: Settings):
     async with connect(settings.es) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def secure(tmp_path_factory):
+    """Kafka with TLS and SCRAM listeners and Prometheus over HTTPS, on ports of their own; one set
+    for the session, as it takes a while to start (tests using it are marked slow)."""
+    if external():
+        pytest.skip("starts native servers of its own")
+    with secure_servers(tmp_path_factory.mktemp("tls-run")) as servers:
+        yield servers
