@@ -17,6 +17,7 @@ from consumer.elastic import connect
 from consumer.settings import Settings
 from consumer.topics import TopicSpec, delete_topics, ensure_topics
 from producer_hooks.settings import HookSettings
+from tests.support.secure import SecureServers, secure_servers
 from tests.support.services import external, service_env, services
 
 
@@ -76,3 +77,13 @@ def hook_settings(settings: Settings, tmp_path) -> HookSettings:
 async def es(settings: Settings):
     async with connect(settings.es) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def secure(tmp_path_factory) -> SecureServers:
+    """Kafka with TLS and SCRAM listeners and Prometheus over HTTPS, on ports of their own, started
+    once for the tests that need them."""
+    if external():
+        pytest.skip("starts native servers of its own")
+    with secure_servers(tmp_path_factory.mktemp("tls-run")) as servers:
+        yield servers
