@@ -208,8 +208,8 @@ async def run(settings: Settings, args: argparse.Namespace, signals: Signals) ->
     # A service waits for Kafka to come up; anything that waiting cannot fix ends start-up here.
     await kafka_ready(settings.kafka, dataclasses.replace(settings.retry, attempts=None), settings.kafka.topic)
     await thanos_accepts(settings.thanos)
-    dead_letters = DeadLetters(settings)
     async with Pipeline.open(settings) as pipeline:
+        dead_letters = DeadLetters(settings)  # its producer is made here: one never started is never closed
         await dead_letters.start()
         try:
             signals.graceful = True  # the worker drains and commits when `stop` is set

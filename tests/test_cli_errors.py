@@ -7,13 +7,12 @@ import asyncio
 import signal
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from consumer.settings import Settings
 from tests.support.consumer import command, settings_env
-from tests.support.prometheus import BASIC_AUTH_USER, prometheus_with_basic_auth
+from tests.support.prometheus import BASIC_AUTH_USER
 from tests.support.secure import SecureServers
 from tests.support.services import closed_port
 
@@ -98,31 +97,24 @@ async def test_a_right_scram_password_gets_past_the_checks(secure: SecureServers
     assert f"topic scram-runs-{unique}: created" in result.out
 
 
-@pytest.fixture(scope="module")
-def guarded(tmp_path_factory) -> str:
-    """A server that wants HTTP basic auth (a Prometheus with a basic-auth web configuration)."""
-    with prometheus_with_basic_auth(tmp_path_factory.mktemp("guarded")) as url:
-        yield url
-
-
 @pytest.mark.parametrize("verb", ["run", "backfill"])
 async def test_thanos_refusing_the_credentials_in_its_url_stops_start_up_in_one_line(
-    guarded: str, settings: Settings, verb: str
+    basic_auth_prometheus: str, settings: Settings, verb: str
 ):
-    thanos = guarded.replace("http://", f"http://{BASIC_AUTH_USER}:wrong-thanos-password@")
+    thanos = basic_auth_prometheus.replace("http://", f"http://{BASIC_AUTH_USER}:wrong-thanos-password@")
     result = await command("consumer.cli", verb, env=settings_env(settings, THANOS_URL=thanos), timeout=60)
     assert result.code == 2
     line = one_line(result.err)
-    assert f"Thanos at {guarded}: refused the credentials (HTTP 401)" in line and "THANOS_URL" in line
+    assert f"Thanos at {basic_auth_prometheus}: refused the credentials (HTTP 401)" in line and "THANOS_URL" in line
     assert "wrong-thanos-password" not in result.out + result.err
 
 
-async def test_elasticsearch_answering_401_is_named_as_refused_credentials(guarded: str, settings: Settings):
+async def test_elasticsearch_answering_401_is_named_as_refused_credentials(basic_auth_prometheus: str, settings: Settings):
     """The local Elasticsearch runs without security, so the server that refuses the credentials
     here is another one that enforces HTTP basic auth: the client meets the same 401."""
-    es = guarded.replace("http://", "http://reports:wrong-es-password@")
+    es = basic_auth_prometheus.replace("http://", "http://reports:wrong-es-password@")
     result = await command("consumer.cli", "init", env=settings_env(settings, ES_SERVER=es), timeout=60)
     assert result.code == 2
     line = one_line(result.err)
-    assert f"Elasticsearch at {guarded} refused the credentials (HTTP 401)" in line
+    assert f"Elasticsearch at {basic_auth_prometheus} refused the credentials (HTTP 401)" in line
     assert "cannot reach" not in line and "wrong-es-password" not in result.out + result.err
