@@ -10,9 +10,12 @@ from typing import Any
 import orjson
 
 from producer_hooks.events import Event
+from producer_hooks.redaction import Redactor
 
 # Bump when the report's shape changes, so `--stale-only` rebuilds reports of older formats.
 REPORT_FORMAT_VERSION = 1
+
+_NO_USERINFO = Redactor()  # no secret values here: URL userinfo and Authorization values only
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -44,13 +47,14 @@ def build_report(
         "openshift_cluster_version": run.cluster_version,
         "openshift_network_type": run.network_type,
         "openshift_platform": run.platform,
-        "metadata": dict(event.metadata),
+        # As published, but without URL credentials a pipeline may have put in (a build_url with a token).
+        "metadata": _NO_USERINFO.apply(dict(event.metadata)),
         "results": dict(results),
         "metrics": dict(metrics),
         "links": dict(links),
         "report": {
             "status": "partial" if reasons else "complete",
-            "reasons": list(reasons),
+            "reasons": [_NO_USERINFO(reason) for reason in reasons],
             "profiles": [{"name": name, "version": version} for name, version in profiles],
             "format_version": REPORT_FORMAT_VERSION,
             "built_at": iso(built_at),

@@ -32,6 +32,7 @@ to drop non-finite points, then wins by an order of magnitude.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ class QueryError(ThanosError):
 
 class ThanosUnavailable(ThanosError):
     """Thanos stayed unreachable or failing through every retry."""
+
+
+class ThanosAuthError(ThanosError):
+    """HTTP 401 or 403: Thanos refuses our credentials; retrying cannot help."""
 
 
 class _TransientStatus(ThanosError):
@@ -174,6 +179,17 @@ def _error_message(body: bytes) -> str:
     return body[:300].decode("utf-8", "replace").strip()
 
 
+def _authorization(settings: ThanosSettings) -> dict[str, str]:
+    """The Authorization header: a bearer token, or HTTP basic (settings allow one, not both)."""
+    if settings.token is not None:
+        return {"Authorization": f"Bearer {settings.token.reveal()}"}
+    if settings.username is not None or settings.password is not None:
+        password = settings.password.reveal() if settings.password is not None else ""
+        pair = base64.b64encode(f"{settings.username or ''}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+    return {}
+
+
 # -- the client ---------------------------------------------------------------------------------
 
 
@@ -199,9 +215,7 @@ class Thanos:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Thanos:
-        headers = {"Accept": "application/json"}
-        if self._settings.token is not None:
-            headers["Authorization"] = f"Bearer {self._settings.token.reveal()}"
+        headers = {"Accept": "application/json", **_authorization(self._settings)}
         connector = aiohttp.TCPConnector(
             ssl=ssl_context(self._settings.ca_file, None, None, self._settings.verify_certs)
             if self._base.startswith("https:")
@@ -287,7 +301,10 @@ class Thanos:
             raise _TransientStatus(f"HTTP {status}: {_error_message(body)}")
         if status in (400, 422):
             raise QueryError(_error_message(body))
-        if status != 200:  # 401, 403, 404: wrong URL or credentials
+        if status in (401, 403):
+            what = "refused the credentials" if status == 401 else "denied access"
+            raise ThanosAuthError(f"{self._base}: {what} (HTTP {status}): {_error_message(body)[:200]}")
+        if status != 200:  # 404: wrong URL
             raise ThanosError(f"{self._base}: HTTP {status}: {_error_message(body)}")
         try:
             doc = orjson.loads(body)

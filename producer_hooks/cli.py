@@ -18,8 +18,10 @@ from datetime import datetime, timezone
 
 import orjson
 
+from producer_hooks import redaction
 from producer_hooks.events import KINDS, Event, InvalidEvent, encode_event, make_event
 from producer_hooks.publisher import PublishError, PublishResult, flush_sync, publish_sync
+from producer_hooks.redaction import Redactor
 from producer_hooks.settings import HookSettings, SettingsError, limits_from_env
 
 PROG = "report-hook"
@@ -107,11 +109,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_logging(args.verbose)
+    redacting = redaction.install(Redactor())  # secret values join once the settings are read
     try:
         if args.command == "flush":
-            return _flush(HookSettings.from_env())
+            return _flush(_settings(redacting))
         # A dry run needs no Kafka settings, only the limits the consumer would apply.
-        settings = None if args.dry_run else HookSettings.from_env()
+        settings = None if args.dry_run else _settings(redacting)
         limits = settings.limits if settings else limits_from_env(os.environ)
         event = make_event(_read_document(args), args.kind, now=datetime.now(timezone.utc), limits=limits)
         if settings is None:
@@ -121,11 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidEvent as err:
         return _fail(EXIT_BAD_INPUT, f"invalid event: {err}")
     except (SettingsError, _BadInput) as err:
-        return _fail(EXIT_BAD_INPUT, str(err))
+        return _fail(EXIT_BAD_INPUT, redacting.redactor(str(err)))
     except PublishError as err:
-        return _fail(EXIT_FAILED, str(err))
+        return _fail(EXIT_FAILED, redacting.redactor(str(err)))
     except KeyboardInterrupt:
         return 130
+
+
+def _settings(redacting: redaction.RedactingFilter) -> HookSettings:
+    settings = HookSettings.from_env()
+    redacting.redactor = Redactor.of(settings.secrets())
+    return settings
 
 
 def _read_document(args: argparse.Namespace) -> object:

@@ -33,7 +33,13 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
-from producer_hooks.diagnose import AUTHENTICATION_ERRORS, describe_authentication_error, diagnose
+from producer_hooks.kafka_check import (
+    AUTHENTICATION_ERRORS,
+    KafkaRefused,
+    KafkaUnreachable,
+    check_connection,
+    describe_authentication_error,
+)
 from producer_hooks.events import Event, Message, encode_event
 from producer_hooks.settings import HookSettings
 from producer_hooks.spool import LockedSpool, Spool
@@ -184,10 +190,14 @@ class Publisher:
         except (KafkaError, OSError, asyncio.TimeoutError) as err:
             # Start afresh next time: a producer that failed to bootstrap cannot be restarted.
             await self.close()
-            if isinstance(err, KafkaConnectionError):
-                failure = await diagnose(self.settings.kafka, timeout)
-                if failure is not None:
-                    raise _Unavailable(failure.reason, failure.credentials_refused) from err
+            if isinstance(err, KafkaConnectionError) and self.settings.kafka.security_protocol != "PLAINTEXT":
+                # aiokafka says "unable to bootstrap" whatever the cause: ask once what it was.
+                try:
+                    await check_connection(self.settings.kafka, timeout)
+                except KafkaRefused as refused:
+                    raise _Unavailable(refused.reason, refused.credentials) from err
+                except KafkaUnreachable:
+                    pass
             raise _Unavailable(_describe(err, self.settings)) from err
 
 

@@ -25,7 +25,7 @@ from producer_hooks.spool import Spool
 from tests.support.kafka import read_topic, topic_size
 from tests.support.metadata import camel_doc, snake_doc
 from tests.support.services import services
-from tests.support.tls import PASSWORD, SecureServers
+from tests.support.secure import PASSWORD, SecureServers
 
 UNREACHABLE = "127.0.0.1:1"
 

@@ -1,6 +1,5 @@
-"""TLS end to end: a broker with TLS and SCRAM listeners and a Prometheus serving HTTPS only, started by
-`PERF_REPORTS_TLS=1 scripts/services` on free ports of their own (the `secure` fixture, tests/support/tls.py),
-with certificates from a local CA."""
+"""TLS end to end: a broker with TLS and SCRAM listeners and a Prometheus serving HTTPS only (the
+`secure` fixture, tests/support/secure.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from producer_hooks.settings import HookSettings
 from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.kafka import read_topic
 from tests.support.prometheus import Series, openmetrics
-from tests.support.tls import PASSWORD, SecureServers
+from tests.support.secure import PASSWORD, SecureServers
 
 pytestmark = pytest.mark.slow
 
