@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumer.elastic import connect  # noqa: E402
+from consumer.origin import Delivery, Origin  # noqa: E402
 from consumer.pipeline import Pipeline  # noqa: E402
 from consumer.rebuild import Summary, rebuild  # noqa: E402
 from consumer.settings import Settings  # noqa: E402
@@ -64,8 +65,9 @@ async def main(args: argparse.Namespace) -> None:
     for i in range(args.runs):
         start = now - 4 * 3600 + rng.randint(0, 3 * 3600)
         uuid = f"{tag}-{i:03d}"
-        events.append(make_event(run_doc(uuid, cluster=cluster, benchmark="node-density", status="success",
-                                         start=start, end=start + 1800)))
+        event = make_event(run_doc(uuid, cluster=cluster, benchmark="node-density", status="success",
+                                   start=start, end=start + 1800))
+        events.append(Delivery(event, Origin(published_at=event.run.end)))
         docs += run_documents(uuid, datetime.fromtimestamp(start, timezone.utc), {"node-density": 50})
     async with connect(settings.es) as es:
         await index_docs(es, settings.results_index, docs)

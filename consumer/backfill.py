@@ -13,9 +13,10 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from consumer.elastic import is_transient, search_all
+from consumer.origin import Delivery, Origin
 from consumer.rebuild import Summary
 from consumer.retry import RetryPolicy
-from producer_hooks.events import Event, InvalidEvent, make_event
+from producer_hooks.events import InvalidEvent, make_event
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def metadata_query(days: int, uuids: Collection[str] = ()) -> dict[str, Any]:
 
 
 async def finished_runs_in_index(es: AsyncElasticsearch, index: str, days: int, retry: RetryPolicy,
-                                 summary: Summary, uuids: Collection[str] = ()) -> dict[str, Event]:
+                                 summary: Summary, uuids: Collection[str] = ()) -> dict[str, Delivery]:
     """The finished runs among the metadata documents, by uuid (the latest document of a run wins)."""
     async for attempt in retry.retrying(is_transient, f"reading {index}"):
         with attempt:  # a failure part-way reads the whole span again, under a new point in time
@@ -43,8 +44,8 @@ async def finished_runs_in_index(es: AsyncElasticsearch, index: str, days: int, 
     return runs
 
 
-async def _scan(es: AsyncElasticsearch, index: str, query: dict[str, Any], summary: Summary) -> dict[str, Event]:
-    runs: dict[str, Event] = {}
+async def _scan(es: AsyncElasticsearch, index: str, query: dict[str, Any], summary: Summary) -> dict[str, Delivery]:
+    runs: dict[str, Delivery] = {}
     async for doc in search_all(es, index, query):
         summary.seen += 1
         try:
@@ -57,6 +58,8 @@ async def _scan(es: AsyncElasticsearch, index: str, query: dict[str, Any], summa
             summary.skip("status not terminal")
             continue
         previous = runs.get(event.run.uuid)
-        if previous is None or (event.run.end or event.run.start) >= (previous.run.end or previous.run.start):  # type: ignore[operator]
-            runs[event.run.uuid] = event
+        if previous is None or event.run.end >= previous.event.run.end:  # type: ignore[operator]
+            # A document has no time of publication: the run's end stands for it, so a report built
+            # from a later Kafka event of the run is never replaced by a different document.
+            runs[event.run.uuid] = Delivery(event, Origin(published_at=event.run.end))  # type: ignore[arg-type]
     return runs

@@ -12,19 +12,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from aiokafka.errors import KafkaConnectionError
-from elastic_transport import ConnectionError as TransportConnectionError
-
-from consumer.profiles import ProfileError
 from consumer.report import iso
 from consumer.settings import Settings
-from consumer.views import VIEW_COMMANDS, add_view_commands
+from consumer.views import VIEW_COMMANDS, NotFound, add_view_commands
+from producer_hooks import redaction
+from producer_hooks.redaction import Redactor
 from producer_hooks.settings import SettingsError
 
 if TYPE_CHECKING:  # the commands import what they need when they run, so --help stays quick
     from consumer.pipeline import Pipeline
     from consumer.rebuild import Summary
-    from producer_hooks.events import Event
+    from consumer.origin import Delivery
 
 log = logging.getLogger("consumer")
 
@@ -81,43 +79,116 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    # The transport warns once per failed request; an outage is told by consumer.outage instead.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    # Before anything can log: URL userinfo and Authorization values are masked from the start,
+    # the secret values themselves once the settings are read.
+    redacting = redaction.install(Redactor())
     settings = None
     try:
         settings = Settings.from_env()
+        redacting.redactor = Redactor.of(settings.secrets())
         if getattr(args, "max_in_flight", None):
             settings = dataclasses.replace(settings, max_in_flight=args.max_in_flight)
         if getattr(args, "group", None):
             settings = dataclasses.replace(settings, group=args.group)
         command = {"init": init, "run": run, "replay": replay, "backfill": backfill, **VIEW_COMMANDS}[args.command]
-        return asyncio.run(command(settings, args))
-    except (SettingsError, ProfileError) as err:
-        print(f"report-consumer: {err}", file=sys.stderr)
-        return 2
-    except LookupError as err:
-        print(f"report-consumer: {err}", file=sys.stderr)
-        return 1
-    except (KafkaConnectionError, TransportConnectionError) as err:
-        print(f"report-consumer: {unreachable(err, settings)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        return asyncio.run(_supervised(command, settings, args))
+    except KeyboardInterrupt:  # before the command's own signal handling was in place
+        return 128 + signal.SIGINT
+    except Exception as err:  # noqa: BLE001 - every failure ends as one (redacted) line or a logged traceback
+        explained = explain(err, settings)
+        if explained is None:
+            log.critical("unexpected failure", exc_info=True)
+            return 1
+        code, line = explained
+        print(f"report-consumer: {redacting.redactor(line)}", file=sys.stderr)
+        return code
 
 
-def unreachable(err: Exception, settings: Settings | None) -> str:
-    """One line that says which server is away and what to check."""
-    if isinstance(err, KafkaConnectionError):
+def explain(err: Exception, settings: Settings | None) -> tuple[int, str] | None:
+    """The exit status and one line for a failure a user can act on; ``None`` for a bug.
+
+    2: retrying cannot fix it (settings, credentials, certificates, a missing topic); 1: a server is
+    away, try again later.
+    """
+    from aiokafka.errors import KafkaConnectionError
+    from elastic_transport import ConnectionError as TransportConnectionError
+    from elastic_transport import TlsError
+    from elasticsearch import AuthenticationException, AuthorizationException
+
+    from consumer.preflight import Fatal
+    from consumer.profiles import ProfileError
+    from consumer.topics import MissingTopic
+    from producer_hooks.kafka_check import KafkaUnreachable
+
+    es_url = settings.es.url if settings else "ES_SERVER"
+    if isinstance(err, (SettingsError, ProfileError, Fatal, MissingTopic)):
+        return 2, str(err)
+    if isinstance(err, NotFound):
+        return 1, str(err)
+    if isinstance(err, AuthenticationException):
+        return 2, (f"Elasticsearch at {es_url} refused the credentials (HTTP 401); check the user:password in "
+                   "ES_SERVER, ES_USERNAME/ES_PASSWORD or ES_API_KEY")
+    if isinstance(err, AuthorizationException):
+        return 2, f"Elasticsearch at {es_url} denied access (HTTP 403): {err.message}; check the user's privileges"
+    if isinstance(err, TlsError):
+        return 2, f"TLS with Elasticsearch at {es_url} failed ({err.message}); check ES_CA_CERTS and ES_VERIFY_CERTS"
+    if isinstance(err, (KafkaConnectionError, KafkaUnreachable)):
         where = settings.kafka.bootstrap_servers if settings else "KAFKA_BOOTSTRAP_SERVERS"
-        return f"cannot reach Kafka at {where} ({err}); check KAFKA_BOOTSTRAP_SERVERS and that the broker is up"
-    where = settings.es.url if settings else "ES_SERVER"
-    return f"cannot reach Elasticsearch at {where} ({err}); check ES_SERVER and that the cluster is up"
+        return 1, f"cannot reach Kafka at {where} ({err}); check KAFKA_BOOTSTRAP_SERVERS and that the broker is up"
+    if isinstance(err, TransportConnectionError):
+        return 1, f"cannot reach Elasticsearch at {es_url} ({err}); check ES_SERVER and that the cluster is up"
+    return None
 
 
-async def init(settings: Settings, args: argparse.Namespace) -> int:
+class Signals:
+    """SIGTERM and SIGINT for a command running as ``task``.
+
+    Until the command declares it can stop cleanly (``graceful``), a signal cancels it at once, so
+    start-up (waiting for a server, backing off between retries) never holds a signal back. From
+    then on the first signal sets ``stop`` and a second one cancels.
+    """
+
+    def __init__(self, task: asyncio.Task) -> None:
+        self.stop = asyncio.Event()
+        self.graceful = False
+        self.received: int | None = None
+        self._task = task
+
+    def __call__(self, signum: int) -> None:
+        first = self.received is None
+        self.received = signum
+        if self.graceful and first:
+            self.stop.set()
+        else:
+            self._task.cancel()
+
+
+async def _supervised(command: Callable[[Settings, argparse.Namespace, Signals], Awaitable[int]],
+                      settings: Settings, args: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    signals = Signals(task)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signals, signum)
+    try:
+        return await command(settings, args, signals)
+    except asyncio.CancelledError:
+        if signals.received is None:
+            raise
+        print(f"report-consumer: stopped by {signal.Signals(signals.received).name}", file=sys.stderr)
+        return 128 + signals.received
+
+
+async def init(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
     from consumer.elastic import connect
+    from consumer.preflight import kafka_ready
     from consumer.sink import ensure_report_index
     from consumer.topics import TopicSpec, ensure_topics
 
+    await kafka_ready(settings.kafka, settings.retry)
     created = await ensure_topics(settings.kafka, {
         settings.kafka.topic: TopicSpec(args.partitions, args.replication),
         settings.dead_letter_topic: TopicSpec(1, args.replication),
@@ -133,39 +204,47 @@ async def init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+async def run(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
     from consumer.deadletter import DeadLetters
     from consumer.pipeline import Pipeline
+    from consumer.preflight import kafka_ready, thanos_accepts
     from consumer.worker import Worker
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    dead_letters = DeadLetters(settings)
+    # A service waits for Kafka to come up; anything that waiting cannot fix ends start-up here.
+    await kafka_ready(settings.kafka, dataclasses.replace(settings.retry, attempts=None), settings.kafka.topic)
+    await thanos_accepts(settings.thanos)
     async with Pipeline.open(settings) as pipeline:
+        dead_letters = DeadLetters(settings)  # its producer is made here: one never started is never closed
         await dead_letters.start()
         try:
-            await Worker(settings, pipeline, dead_letters).run(stop)
+            signals.graceful = True  # the worker drains and commits when `stop` is set
+            await Worker(settings, pipeline, dead_letters).run(signals.stop)
         finally:
             await dead_letters.stop()
     log.info("stopped")
     return 0
 
 
-async def replay(settings: Settings, args: argparse.Namespace) -> int:
+async def replay(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
+    from consumer.preflight import kafka_ready, thanos_accepts
     from consumer.replay import finished_runs_in_topic
 
-    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Event]:
+    await kafka_ready(settings.kafka, settings.retry, settings.kafka.topic)
+    await thanos_accepts(settings.thanos)
+
+    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Delivery]:
         return await finished_runs_in_topic(settings, summary, since=args.since, uuids=set(args.uuid))
 
     return await _rebuild(settings, args, "replay", find)
 
 
-async def backfill(settings: Settings, args: argparse.Namespace) -> int:
+async def backfill(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
     from consumer.backfill import finished_runs_in_index
+    from consumer.preflight import thanos_accepts
 
-    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Event]:
+    await thanos_accepts(settings.thanos)
+
+    async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Delivery]:
         return await finished_runs_in_index(pipeline.es, settings.metadata_index, args.days, settings.retry,
                                             summary, uuids=set(args.uuid))
 
@@ -173,22 +252,23 @@ async def backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,
-                   find: Callable[[Pipeline, Summary], Awaitable[Mapping[str, Event]]]) -> int:
+                   find: Callable[[Pipeline, Summary], Awaitable[Mapping[str, Delivery]]]) -> int:
     """What replay and backfill share once they have found their runs."""
     from consumer.pipeline import Pipeline
     from consumer.rebuild import Summary, rebuild, stale_only
 
     summary = Summary()
     async with Pipeline.open(settings) as pipeline:
-        runs = await find(pipeline, summary)
+        runs = await pipeline.outages.ride_out(lambda: find(pipeline, summary), f"reading the runs to {label}")
         summary.runs = len(runs)
         if args.stale_only:
             fresh = dict(runs)
-            runs = await stale_only(pipeline, runs)
+            found = runs
+            runs = await pipeline.outages.ride_out(lambda: stale_only(pipeline, found), "reading stored reports")
             summary.skip("report up to date", len(fresh) - len(runs))
         if args.dry_run:
-            for event in runs.values():
-                run_ = event.run
+            for found in runs.values():
+                run_ = found.event.run
                 print(f"{run_.uuid}\t{run_.benchmark}\t{run_.cluster_name}\t{run_.status}\t{iso(run_.end)}")
         else:
             await rebuild(pipeline, runs.values(), summary, label=label)

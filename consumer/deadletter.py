@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from consumer.settings import Settings
+from producer_hooks.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class DeadLetters:
         self.topic = settings.dead_letter_topic
         self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **settings.kafka.client_options())
         self._retry = dataclasses.replace(settings.retry, attempts=None)
+        self._redact = Redactor.of(settings.secrets())  # reasons quote errors, and errors may quote secrets
 
     async def start(self) -> None:
         try:
@@ -43,6 +45,7 @@ class DeadLetters:
     async def send(self, record: ConsumerRecord, reason: str) -> None:
         """Park the record; keeps trying while the broker is away (the record's offset must not be
         committed before it is parked, or it would be lost)."""
+        reason = self._redact(reason)
         headers = dead_letter_headers(record, reason)
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         async for attempt in self._retry.retrying(lambda err: isinstance(err, KafkaError), f"parking {where} in {self.topic}"):

@@ -35,9 +35,9 @@ def connect(settings: ElasticsearchSettings) -> AsyncElasticsearch:
     }
     if settings.api_key is not None:
         options["api_key"] = settings.api_key.reveal()
-    elif settings.username:
+    elif settings.username is not None or settings.password is not None:
         password = settings.password.reveal() if settings.password is not None else ""
-        options["basic_auth"] = (settings.username, password)
+        options["basic_auth"] = (settings.username or "", password)
     # The transport refuses TLS options on plain http nodes.
     if urlsplit(settings.url).scheme == "https":
         options["verify_certs"] = settings.verify_certs

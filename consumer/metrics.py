@@ -5,12 +5,13 @@ naming its query, so one mapping serves every metric whatever its name::
 
     [{"name": "podCPU", "profile": "control-plane", "unit": "cores", "query": "<rendered PromQL>",
       "status": "ok", "labels": {"namespace": "openshift-etcd"}, "avg": 1.2, "max": 3.4, "samples": 361,
+      "step_s": 10.0,                                       # the resolution evaluated
       "warnings": ["..."]},                                 # only when Thanos sent some
      {"name": "etcdMemory", "profile": ..., "query": ..., "status": "no data"},
      {"name": "apiLatency", "profile": ..., "query": ..., "status": "error", "error": "<server's message>"}]
 
-Every query asked keeps at least one entry, so the report shows what was asked even when nothing
-came back. A query the server refuses (:class:`~consumer.thanos.QueryError`) becomes an ``error``
+Every query planned keeps at least one entry, so the report shows what was asked even when nothing
+came back (or, past the run's query budget, that it was not asked). A query the server refuses (:class:`~consumer.thanos.QueryError`) becomes an ``error``
 entry and a reason in :attr:`MetricsOutcome.errors` (the report is then partial). Thanos being unavailable
 (:class:`~consumer.thanos.ThanosUnavailable`, or any other :class:`~consumer.thanos.ThanosError`)
 propagates: nothing is worth reporting without the metrics server, and the run is retried later.
@@ -73,6 +74,8 @@ def entries(planned: PlannedQuery, result: QueryResult | None = None, error: str
     if error is not None:
         return [{**base, "status": ERROR, "error": error}]
     assert result is not None
+    if result.step_s:
+        base["step_s"] = result.step_s
     if result.warnings:
         base["warnings"] = list(result.warnings)
     if not result.series:
@@ -91,9 +94,13 @@ async def collect_metrics(
     start: datetime,
     end: datetime,
     concurrency: int,
+    max_queries: int | None = None,
 ) -> MetricsOutcome:
-    """Summarise every query of ``profiles`` over ``[start, end]``, at most ``concurrency`` at a time."""
+    """Summarise every query of ``profiles`` over ``[start, end]``, at most ``concurrency`` at a time;
+    past ``max_queries`` queries, the rest are reported as not asked (a per-run budget)."""
     planned = plan(profiles, cluster_label, cluster)
+    over = planned[max_queries:] if max_queries is not None else []
+    planned = planned[: len(planned) - len(over)]
     limit = asyncio.Semaphore(concurrency)
 
     async def run(item: PlannedQuery) -> list[dict[str, Any]]:
@@ -113,6 +120,8 @@ async def collect_metrics(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    per_query += [entries(item, error=f"not asked: the run's budget is {max_queries} queries (THANOS_MAX_QUERIES)")
+                  for item in over]
     metrics = [entry for group in per_query for entry in group]
     errors = [f"{entry['name']}: {entry['error']}" for entry in metrics if entry["status"] == ERROR]
     used = list(dict.fromkeys((p.name, p.version) for p in profiles))

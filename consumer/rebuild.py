@@ -19,7 +19,7 @@ from typing import TextIO
 from consumer.pipeline import Pipeline
 from consumer.report import REPORT_FORMAT_VERSION
 from consumer.sink import stored_versions
-from producer_hooks.events import Event
+from consumer.origin import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class Summary:
             f"reports written: {self.outcomes['created'] + self.outcomes['updated']} "
             f"(created {self.outcomes['created']}, updated {self.outcomes['updated']})",
             f"unchanged: {self.outcomes['unchanged']}",
+        ]
+        if self.outcomes["superseded"]:
+            lines.append(f"superseded (a report from a later event of the run stands): {self.outcomes['superseded']}")
+        lines += [
             f"built: {built}",
         ]
         lines += [f"skipped ({reason}): {count}" for reason, count in sorted(self.skipped.items())]
@@ -96,36 +100,38 @@ class Progress:
             print(file=self.stream, flush=True)
 
 
-async def stale_only(pipeline: Pipeline, runs: Mapping[str, Event]) -> dict[str, Event]:
+async def stale_only(pipeline: Pipeline, runs: Mapping[str, Delivery]) -> dict[str, Delivery]:
     """The runs whose report is missing or was built by another report format or profile version."""
     stored = await stored_versions(pipeline.es, pipeline.settings.report_index, list(runs), pipeline.settings.retry)
     stale = {}
-    for uuid, event in runs.items():
+    for uuid, found in runs.items():
         block = stored.get(uuid)
-        wanted = [{"name": p.name, "version": p.version} for p in pipeline.profiles_for(event.run.benchmark)]
+        wanted = [{"name": p.name, "version": p.version} for p in pipeline.profiles_for(found.event.run.benchmark)]
         if block is None or block.get("format_version") != REPORT_FORMAT_VERSION or block.get("profiles") != wanted:
-            stale[uuid] = event
+            stale[uuid] = found
     return stale
 
 
-async def rebuild(pipeline: Pipeline, events: Iterable[Event], summary: Summary, *, label: str,
+async def rebuild(pipeline: Pipeline, deliveries: Iterable[Delivery], summary: Summary, *, label: str,
                   stream: TextIO = sys.stderr) -> Summary:
-    """Build the report of every event, at most ``max_in_flight`` at once; record outcomes."""
-    queue: asyncio.Queue[Event] = asyncio.Queue()
-    for event in events:
-        queue.put_nowait(event)
+    """Build the report of every event, at most ``max_in_flight`` at once; record outcomes.
+
+    A server's outage is waited out (the pipeline's), so a rebuild survives one too."""
+    queue: asyncio.Queue[Delivery] = asyncio.Queue()
+    for delivery in deliveries:
+        queue.put_nowait(delivery)
     progress = Progress(queue.qsize(), label, stream)
 
     async def work() -> None:
         while True:
             try:
-                event = queue.get_nowait()
+                event, origin = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             try:
-                outcome = await pipeline.process(event)
+                outcome = await pipeline.process(event, origin)
                 summary.outcomes[outcome.write.value] += 1
-            except Exception as err:  # retries are exhausted: note it, go on with the others
+            except Exception as err:  # the run's own failure: note it, go on with the others
                 log.warning("report of %s not built: %s: %s", event.run.uuid, type(err).__name__, err)
                 summary.failed[event.run.uuid] = f"{type(err).__name__}: {err}"
             progress.advance()

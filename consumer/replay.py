@@ -12,16 +12,17 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consumer.origin import Delivery, Origin, compare
 from consumer.rebuild import Summary
 from consumer.settings import Settings
 from consumer.topics import partitions_of
-from producer_hooks.events import Event, InvalidEvent, decode_event
+from producer_hooks.events import InvalidEvent, decode_event
 
 log = logging.getLogger(__name__)
 
 
 async def finished_runs_in_topic(settings: Settings, summary: Summary, *, since: datetime | None = None,
-                                 uuids: Collection[str] = ()) -> dict[str, Event]:
+                                 uuids: Collection[str] = ()) -> dict[str, Delivery]:
     """The last finished event of every run in the span, by uuid (a re-published run counts once)."""
     topic = settings.kafka.topic
     assigned = [TopicPartition(topic, p) for p in await partitions_of(settings.kafka, topic)]
@@ -39,7 +40,7 @@ async def finished_runs_in_topic(settings: Settings, summary: Summary, *, since:
         log.info("replaying %d events of %s%s", sum(ends[tp] - starts[tp] for tp in assigned), topic,
                  f" since {since.isoformat()}" if since else "")
 
-        runs: dict[str, Event] = {}
+        runs: dict[str, Delivery] = {}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, records in batch.items():
@@ -58,7 +59,11 @@ async def finished_runs_in_topic(settings: Settings, summary: Summary, *, since:
                     elif event.kind != "finished":
                         summary.skip("not finished")
                     else:
-                        runs[event.run.uuid] = event
+                        origin = Origin.from_record(record.topic, record.partition, record.offset, record.timestamp,
+                                                    live=False)
+                        previous = runs.get(event.run.uuid)
+                        if previous is None or compare(origin, previous.origin) > 0:
+                            runs[event.run.uuid] = Delivery(event, origin)
             for tp in list(remaining):
                 if await consumer.position(tp) >= remaining[tp]:
                     del remaining[tp]

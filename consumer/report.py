@@ -15,11 +15,14 @@ from typing import Any
 import orjson
 
 from producer_hooks.events import Event
+from producer_hooks.redaction import Redactor
 
 # Bump when the report's shape changes, so `--stale-only` rebuilds reports of older formats.
 REPORT_FORMAT_VERSION = 2
 
 _VERSION = re.compile(r"^[vV]?(\d{1,4})\.(\d{1,4})(?!\d)(?:\.(\d{1,4})(?!\d))?")
+
+_NO_USERINFO = Redactor()  # no secret values here: URL userinfo and Authorization values only
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -54,6 +57,7 @@ def build_report(
     profiles: Sequence[tuple[str, int]],
     reasons: Sequence[str],
     built_at: datetime,
+    origin: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of one run. ``results`` holds the run's ``jobs``; ``metrics`` is the list of
     series entries. ``reasons`` say what is missing; none means the report is complete."""
@@ -81,27 +85,43 @@ def build_report(
         "worker_type": run.worker_type,
         "infra_type": run.infra_type,
         "workload_type": run.workload_type,
-        "build_url": run.build_url,
+        "build_url": _NO_USERINFO.apply(run.build_url),  # like metadata: without URL credentials
         "upstream_job": run.upstream_job,
         "upstream_job_build": run.upstream_job_build,
-        "metadata": dict(event.metadata),
+        # As published, but without URL credentials a pipeline may have put in (a build_url with a token).
+        "metadata": _NO_USERINFO.apply(dict(event.metadata)),
         "jobs": [dict(job) for job in results.get("jobs", ())],
         "metrics": [dict(entry) for entry in metrics],
         "links": dict(links),
         "report": {
             "status": "partial" if reasons else "complete",
-            "reasons": list(reasons),
+            "reasons": [_NO_USERINFO(reason) for reason in reasons],
             "profiles": [{"name": name, "version": version} for name, version in profiles],
             "format_version": REPORT_FORMAT_VERSION,
             "built_at": iso(built_at),
+            # Which event of the run this is built from (see consumer.origin), and a hash of that
+            # event's metadata, so a rebuild of the same event can be told from a stale one.
+            "event_fingerprint": _hash(event.metadata),
         },
     }
+    if origin is not None:
+        report["report"]["origin"] = dict(origin)
     report["report"]["fingerprint"] = fingerprint(report)
     return report
+
+
+def with_origin(report: Mapping[str, Any], origin: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` as if built from the event at ``origin``."""
+    changed = {**report, "report": {**report["report"], "origin": dict(origin)}}
+    changed["report"]["fingerprint"] = fingerprint(changed)
+    return changed
 
 
 def fingerprint(report: Mapping[str, Any]) -> str:
     """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting."""
     block = {key: value for key, value in report["report"].items() if key not in ("built_at", "fingerprint")}
-    content = {**report, "report": block}
+    return _hash({**report, "report": block})
+
+
+def _hash(content: Any) -> str:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()

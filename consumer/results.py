@@ -181,11 +181,12 @@ async def gather_results(
             return results
         remaining = deadline_s - elapsed
         if remaining <= 0:
-            log.warning("results of %s (%s) incomplete after %g s: %s", run.uuid, run.benchmark, deadline_s, results.reasons)
+            log.warning("results of %s (%s) incomplete after %.0f s: %s", run.uuid, run.benchmark, elapsed, results.reasons)
+            # No timings in the reasons: equal inputs must give an equal report (and fingerprint).
             return Results(
                 results.data,
                 complete=False,
-                reasons=tuple(f"{reason} after {deadline_s:g} s" for reason in results.reasons),
+                reasons=tuple(f"{reason} by the results deadline" for reason in results.reasons),
             )
         pause = min(random.uniform(wait / 2, wait), remaining)
         log.debug("results of %s not searchable yet (poll %d), next poll in %.1f s", run.uuid, polls, pause)

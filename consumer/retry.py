@@ -34,8 +34,9 @@ class RetryPolicy:
             error = state.outcome.exception() if state.outcome else None
             pause = state.next_action.sleep if state.next_action else 0.0
             of = f" of {self.attempts}" if self.attempts else ""
-            log.warning("%s failed (attempt %d%s: %s: %s); retrying in %.1f s", what, state.attempt_number, of,
-                        type(error).__name__, error, pause)
+            # Debug only: a lasting outage is told once per interval by consumer.outage, not per attempt.
+            log.debug("%s failed (attempt %d%s: %s: %s); retrying in %.1f s", what, state.attempt_number, of,
+                      type(error).__name__, error, pause)
 
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts) if self.attempts else stop_never,

@@ -24,6 +24,7 @@ from producer_hooks.settings import (
     env_secret,
     env_str,
     env_url,
+    env_url_credentials,
 )
 
 # A Grafana dashboard is "key=uid/slug"; the key names the link in the report.
@@ -40,7 +41,7 @@ class Dashboard:
 
 @dataclass(frozen=True)
 class ElasticsearchSettings:
-    url: str = "http://localhost:9200"
+    url: str = "http://localhost:9200"  # never with credentials: those are taken out into the fields below
     api_key: Secret | None = field(default=None, repr=False)
     username: str | None = None
     password: Secret | None = field(default=None, repr=False)
@@ -48,17 +49,78 @@ class ElasticsearchSettings:
     verify_certs: bool = True
     timeout_s: float = 30.0
 
+    @classmethod
+    def from_env(cls, env: Env) -> ElasticsearchSettings:
+        url, user, password = env_url_credentials(env, "ES_SERVER", cls.url)
+        explicit = _set(env, "ES_USERNAME", "ES_PASSWORD", "ES_PASSWORD_FILE", "ES_API_KEY", "ES_API_KEY_FILE")
+        if (user is not None or password is not None) and explicit:
+            raise SettingsError(f"ES_SERVER has credentials in it (user:password@) but {', '.join(explicit)} "
+                                "is set too: give credentials one way")
+        return cls(
+            url=url,  # type: ignore[arg-type]
+            api_key=env_secret(env, "ES_API_KEY"),
+            username=user if user is not None or password is not None else env_str(env, "ES_USERNAME"),
+            password=password if user is not None or password is not None else env_secret(env, "ES_PASSWORD"),
+            ca_certs=env_path(env, "ES_CA_CERTS", must_exist=True),
+            verify_certs=env_bool(env, "ES_VERIFY_CERTS", True),
+            timeout_s=env_float(env, "ES_TIMEOUT", cls.timeout_s, minimum=0.1),
+        )
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(secret for secret in (self.api_key, self.password) if secret is not None)
+
 
 @dataclass(frozen=True)
 class ThanosSettings:
-    url: str = "http://localhost:9090"
-    token: Secret | None = field(default=None, repr=False)
+    url: str = "http://localhost:9090"  # never with credentials: those are taken out into the fields below
+    token: Secret | None = field(default=None, repr=False)  # bearer
+    username: str | None = None  # HTTP basic
+    password: Secret | None = field(default=None, repr=False)
     ca_file: Path | None = None
     verify_certs: bool = True
     cluster_label: str = "openshift_cluster_name"
     step_s: float = 10.0
     concurrency: int = 4
     timeout_s: float = 60.0
+    # Per query of a run: points per series (7 days at 10 s fit), and queries asked per run.
+    max_points: int = 65_000
+    max_queries: int = 200
+
+    @classmethod
+    def from_env(cls, env: Env) -> ThanosSettings:
+        url, user, password = env_url_credentials(env, "THANOS_URL", cls.url)
+        explicit = _set(env, "THANOS_USERNAME", "THANOS_PASSWORD", "THANOS_PASSWORD_FILE")
+        if (user is not None or password is not None) and explicit:
+            raise SettingsError(f"THANOS_URL has credentials in it (user:password@) but {', '.join(explicit)} "
+                                "is set too: give credentials one way")
+        if user is None and password is None:
+            user, password = env_str(env, "THANOS_USERNAME"), env_secret(env, "THANOS_PASSWORD")
+        token = env_secret(env, "THANOS_TOKEN")
+        if token is not None and (user is not None or password is not None):
+            raise SettingsError("THANOS_TOKEN (bearer) and basic-auth credentials (in THANOS_URL or "
+                                "THANOS_USERNAME/THANOS_PASSWORD) are both set: give one of them")
+        return cls(
+            url=url,  # type: ignore[arg-type]
+            token=token,
+            username=user,
+            password=password,
+            ca_file=env_path(env, "THANOS_CA_FILE", must_exist=True),
+            verify_certs=env_bool(env, "THANOS_VERIFY_CERTS", True),
+            cluster_label=env_required(env, "THANOS_CLUSTER_LABEL", cls.cluster_label),
+            step_s=env_float(env, "THANOS_STEP", cls.step_s, minimum=1),
+            concurrency=env_int(env, "THANOS_CONCURRENCY", cls.concurrency, minimum=1),
+            timeout_s=env_float(env, "THANOS_TIMEOUT", cls.timeout_s, minimum=0.1),
+            max_points=env_int(env, "THANOS_MAX_POINTS", cls.max_points, minimum=2),
+            max_queries=env_int(env, "THANOS_MAX_QUERIES", cls.max_queries, minimum=1),
+        )
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(secret for secret in (self.token, self.password) if secret is not None)
+
+
+def _set(env: Env, *names: str) -> list[str]:
+    """Which of ``names`` are set (non-empty)."""
+    return [name for name in names if env_str(env, name) is not None]
 
 
 @dataclass(frozen=True)
@@ -82,10 +144,16 @@ class Settings:
     drain_timeout_s: float = 30.0
     retry_attempts: int = 5
     retry_max_wait_s: float = 30.0
+    # How long one run may wait out a server's outage before it is dead-lettered; 0: for as long as it lasts.
+    outage_limit_s: float = 0.0
 
     @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(attempts=self.retry_attempts, max_wait_s=self.retry_max_wait_s)
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret value the settings hold, for :class:`~producer_hooks.redaction.Redactor`."""
+        return (*self.kafka.secrets(), *self.es.secrets(), *self.thanos.secrets())
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -95,25 +163,8 @@ class Settings:
             kafka=kafka,
             group=env_required(env, "REPORT_GROUP", cls.group),
             dead_letter_topic=env_required(env, "DEAD_LETTER_TOPIC", f"{kafka.topic}.dead-letter"),
-            es=ElasticsearchSettings(
-                url=env_url(env, "ES_SERVER", ElasticsearchSettings.url),  # type: ignore[arg-type]
-                api_key=env_secret(env, "ES_API_KEY"),
-                username=env_str(env, "ES_USERNAME"),
-                password=env_secret(env, "ES_PASSWORD"),
-                ca_certs=env_path(env, "ES_CA_CERTS", must_exist=True),
-                verify_certs=env_bool(env, "ES_VERIFY_CERTS", True),
-                timeout_s=env_float(env, "ES_TIMEOUT", ElasticsearchSettings.timeout_s, minimum=0.1),
-            ),
-            thanos=ThanosSettings(
-                url=env_url(env, "THANOS_URL", ThanosSettings.url),  # type: ignore[arg-type]
-                token=env_secret(env, "THANOS_TOKEN"),
-                ca_file=env_path(env, "THANOS_CA_FILE", must_exist=True),
-                verify_certs=env_bool(env, "THANOS_VERIFY_CERTS", True),
-                cluster_label=env_required(env, "THANOS_CLUSTER_LABEL", ThanosSettings.cluster_label),
-                step_s=env_float(env, "THANOS_STEP", ThanosSettings.step_s, minimum=1),
-                concurrency=env_int(env, "THANOS_CONCURRENCY", ThanosSettings.concurrency, minimum=1),
-                timeout_s=env_float(env, "THANOS_TIMEOUT", ThanosSettings.timeout_s, minimum=0.1),
-            ),
+            es=ElasticsearchSettings.from_env(env),
+            thanos=ThanosSettings.from_env(env),
             report_index=env_required(env, "REPORT_INDEX", cls.report_index),
             results_index=env_required(env, "RESULTS_INDEX", cls.results_index),
             metadata_index=env_required(env, "METADATA_INDEX", cls.metadata_index),
@@ -127,6 +178,7 @@ class Settings:
             drain_timeout_s=env_float(env, "DRAIN_TIMEOUT", cls.drain_timeout_s, minimum=0),
             retry_attempts=env_int(env, "RETRY_ATTEMPTS", cls.retry_attempts, minimum=1),
             retry_max_wait_s=env_float(env, "RETRY_MAX_WAIT", cls.retry_max_wait_s, minimum=0),
+            outage_limit_s=env_float(env, "OUTAGE_LIMIT", cls.outage_limit_s, minimum=0),
         )
 
 

@@ -1,9 +1,12 @@
-"""The report index: its mapping, and writing one report per run without duplicates or lost updates.
+"""The report index: its mapping, and writing one report per run without duplicates, lost updates
+or stale overwrites.
 
-A report's ``_id`` is its run's uuid, and ``report.fingerprint`` (computed by the builder, over the
-report without its build time) says whether its content changed. A writer reads the stored
-fingerprint first: the same content is never written twice, and a changed one is written with
-optimistic concurrency, so a replay beside the live consumer cannot clobber or duplicate a report.
+A report's ``_id`` is its run's uuid. ``report.fingerprint`` (computed by the builder, over the
+report without its build time) says whether its content changed, and ``report.origin`` which event
+of the run it was built from. A writer reads those two first (:func:`decide`): the same content is
+never written twice, a report from an earlier event never replaces one from a later event, and a
+changed one is written with optimistic concurrency, so a replay beside the live consumer cannot
+clobber, duplicate or roll back a report.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError
 
 from consumer.elastic import is_transient
 from consumer.kubeburner import POD_CONDITIONS, QUANTILE_STATS
-from consumer.report import REPORT_FORMAT_VERSION
+from consumer.origin import Origin, compare
+from consumer.report import REPORT_FORMAT_VERSION, with_origin
 from consumer.retry import RetryPolicy
 from producer_hooks.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
+# The run's canonical fields: the event model keeps their strings under Lucene's 32 kB term limit.
+_CANONICAL = {"type": "keyword"}
 _LONG_KEYWORD = {"type": "keyword", "ignore_above": 8191}  # URLs, PromQL, error messages
 _DOUBLE = {"type": "double", "ignore_malformed": True}
 _INTEGER = {"type": "integer", "ignore_malformed": True}
@@ -49,26 +55,26 @@ _QUANTILES = {stat: _DOUBLE for stat in QUANTILE_STATS}
 # tolerate a malformed value (``ignore_malformed``): one odd value never rejects a report.
 REPORT_MAPPING: dict[str, Any] = _typed(
     {
-        "uuid": {"type": "keyword"},
-        "benchmark": _KEYWORD,
-        "job_status": _KEYWORD,
+        "uuid": _CANONICAL,
+        "benchmark": _CANONICAL,
+        "job_status": _CANONICAL,
         "start_date": _DATE,
         "end_date": _DATE,
         "duration_s": _DOUBLE,
-        "openshift_cluster_name": _KEYWORD,
-        "openshift_cluster_version": _KEYWORD,
+        "openshift_cluster_name": _CANONICAL,
+        "openshift_cluster_version": _CANONICAL,
         "openshift_cluster_version_parts": _typed(
             {"major": _INTEGER, "minor": _INTEGER, "patch": _INTEGER, "number": _LONG}
         ),
-        "openshift_network_type": _KEYWORD,
-        "openshift_platform": _KEYWORD,
-        "release_stream": _KEYWORD,
-        "ci_system": _KEYWORD,
+        "openshift_network_type": _CANONICAL,
+        "openshift_platform": _CANONICAL,
+        "release_stream": _CANONICAL,
+        "ci_system": _CANONICAL,
         **{f"{role}_count": _INTEGER for role in ("master", "worker", "infra", "workload", "total")},
-        **{f"{role}_type": _KEYWORD for role in ("master", "worker", "infra", "workload")},
-        "build_url": _LONG_KEYWORD,
-        "upstream_job": _KEYWORD,
-        "upstream_job_build": _KEYWORD,
+        **{f"{role}_type": _CANONICAL for role in ("master", "worker", "infra", "workload")},
+        "build_url": _CANONICAL,
+        "upstream_job": _CANONICAL,
+        "upstream_job_build": _CANONICAL,
         "metadata": _FLATTENED,
         "jobs": _typed(
             {
@@ -109,6 +115,7 @@ REPORT_MAPPING: dict[str, Any] = _typed(
                 "avg": _DOUBLE,
                 "max": _DOUBLE,
                 "samples": _LONG,
+                "step_s": _DOUBLE,
                 "error": _LONG_KEYWORD,
                 "warnings": _LONG_KEYWORD,
             },
@@ -123,6 +130,15 @@ REPORT_MAPPING: dict[str, Any] = _typed(
                 "format_version": {"type": "integer"},
                 "built_at": {"type": "date"},
                 "fingerprint": {"type": "keyword"},
+                "event_fingerprint": {"type": "keyword"},
+                "origin": {
+                    "properties": {
+                        "published_at": {"type": "date"},
+                        "topic": {"type": "keyword"},
+                        "partition": {"type": "integer"},
+                        "offset": {"type": "long"},
+                    }
+                },
             }
         ),
     },
@@ -145,10 +161,15 @@ class WriteOutcome(enum.Enum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    SUPERSEDED = "superseded"  # a report built from a later event of the run stands
 
 
 class WriteConflict(Exception):
     """Other writers kept changing the report between our read and our write."""
+
+
+class ReportRejected(Exception):
+    """The report index refuses this report (a mapping conflict, a limit): the same every time."""
 
 
 _MAX_RACES = 10
@@ -204,35 +225,68 @@ async def write_report(es: AsyncElasticsearch, index: str, report: Mapping[str, 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+# What a writer reads of the stored report to decide: never the whole document.
+_HEAD = ["report.fingerprint", "report.origin", "report.event_fingerprint"]
+
+
+def decide(report: Mapping[str, Any], stored: Mapping[str, Any] | None) -> tuple[WriteOutcome, Mapping[str, Any]]:
+    """What writing ``report`` over the ``stored`` report block (None: no report yet) should do,
+    and the report to write.
+
+    A report built from an earlier event of the run than the stored one's never replaces it: the
+    latest event wins, whatever order the builds finish in. The one exception is a rebuild from an
+    earlier delivery of the very same metadata (a backfill, after a format change): it stands for
+    the later event, whose origin it then keeps.
+    """
+    if stored is None:
+        return WriteOutcome.CREATED, report
+    block = report["report"]
+    if "origin" in block and "origin" in stored:
+        order = compare(Origin.from_dict(block["origin"]), Origin.from_dict(stored["origin"]))
+        if order < 0:
+            if block.get("event_fingerprint") != stored.get("event_fingerprint"):
+                return WriteOutcome.SUPERSEDED, report
+            report = with_origin(report, stored["origin"])
+            block = report["report"]
+    if stored.get("fingerprint") == block["fingerprint"]:
+        return WriteOutcome.UNCHANGED, report
+    return WriteOutcome.UPDATED, report
+
+
 async def _write_once(es: AsyncElasticsearch, index: str, report: Mapping[str, Any]) -> WriteOutcome:
     doc_id = report["uuid"]
-    fingerprint = report["report"]["fingerprint"]
     for _ in range(_MAX_RACES):
-        stored = (
-            await es.options(ignore_status=404).get(index=index, id=doc_id, source_includes=["report.fingerprint"])
-        ).body
+        stored = (await es.options(ignore_status=404).get(index=index, id=doc_id, source_includes=_HEAD)).body
         if _index_missing(stored):
             # Never let the first write auto-create the index with a guessed mapping.
             await _create_index(es, index)
             continue
+        found = stored.get("found", False)
+        outcome, document = decide(report, stored.get("_source", {}).get("report", {}) if found else None)
+        if outcome in (WriteOutcome.UNCHANGED, WriteOutcome.SUPERSEDED):
+            return outcome
         try:
-            if not stored.get("found"):
-                await es.index(index=index, id=doc_id, document=report, op_type="create")
-                return WriteOutcome.CREATED
-            if stored.get("_source", {}).get("report", {}).get("fingerprint") == fingerprint:
-                return WriteOutcome.UNCHANGED
-            await es.index(
-                index=index,
-                id=doc_id,
-                document=report,
-                if_seq_no=stored["_seq_no"],
-                if_primary_term=stored["_primary_term"],
-            )
-            return WriteOutcome.UPDATED
+            if not found:
+                await es.index(index=index, id=doc_id, document=document, op_type="create")
+            else:
+                # Optimistic concurrency: written only over exactly what was read.
+                await es.index(index=index, id=doc_id, document=document,
+                               if_seq_no=stored["_seq_no"], if_primary_term=stored["_primary_term"])
+            return outcome
         except ConflictError:
             # Someone wrote it between our read and our write: look again at what they wrote.
             log.debug("report %s changed under us, reading it again", doc_id)
+        except BadRequestError as err:
+            raise ReportRejected(f"the report index refused report {doc_id}: {_reason(err)}") from err
     raise WriteConflict(f"report {doc_id} kept changing under {_MAX_RACES} attempts to write it")
+
+
+def _reason(err: BadRequestError) -> str:
+    info = err.info if isinstance(err.info, Mapping) else {}
+    error = info.get("error", {}) if isinstance(info.get("error"), Mapping) else {}
+    caused = error.get("caused_by", {}) if isinstance(error.get("caused_by"), Mapping) else {}
+    parts = [error.get("type"), error.get("reason"), caused.get("reason")]
+    return "; ".join(str(part) for part in parts if part) or str(err)
 
 
 def _index_missing(body: Mapping[str, Any]) -> bool:
@@ -273,8 +327,10 @@ __all__ = [
     "REPORT_MAPPING",
     "REPORT_SETTINGS",
     "ReportIndexMismatch",
+    "ReportRejected",
     "WriteConflict",
     "WriteOutcome",
+    "decide",
     "ensure_report_index",
     "stored_versions",
     "write_report",

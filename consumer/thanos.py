@@ -32,6 +32,7 @@ to drop non-finite points, then wins by an order of magnitude.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ class ThanosUnavailable(ThanosError):
     """Thanos stayed unreachable or failing through every retry."""
 
 
+class ThanosAuthError(ThanosError):
+    """HTTP 401 or 403: Thanos refuses our credentials; retrying cannot help."""
+
+
 class _TransientStatus(ThanosError):
     """HTTP 429 or 5xx: worth another attempt."""
 
@@ -77,6 +82,7 @@ class SeriesSummary:
 class QueryResult:
     series: list[SeriesSummary]
     warnings: list[str]
+    step_s: float = 0.0  # the resolution evaluated: THANOS_STEP, or coarser to stay in the budget
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -108,6 +114,16 @@ def chunk_windows(start_ms: int, end_ms: int, step_ms: int, max_points: int = MA
         chunks.append((chunk_start, chunk_end))
         chunk_start = chunk_end + step_ms
     return chunks
+
+
+def budget_step(start_ms: int, end_ms: int, step_ms: int, max_points: int) -> int:
+    """``step_ms``, or the smallest multiple of it that evaluates at most ``max_points`` points of
+    ``[start, end]``: however long a window, one query's work and memory stay bounded."""
+    points = (end_ms - start_ms) // step_ms + 1
+    if points <= max_points:
+        return step_ms
+    factor = -(-(end_ms - start_ms) // (step_ms * (max_points - 1)))  # ceiling division
+    return step_ms * factor
 
 
 def prom_time(ms: int) -> str:
@@ -163,6 +179,17 @@ def _error_message(body: bytes) -> str:
     return body[:300].decode("utf-8", "replace").strip()
 
 
+def _authorization(settings: ThanosSettings) -> dict[str, str]:
+    """The Authorization header: a bearer token, or HTTP basic (settings allow one, not both)."""
+    if settings.token is not None:
+        return {"Authorization": f"Bearer {settings.token.reveal()}"}
+    if settings.username is not None or settings.password is not None:
+        password = settings.password.reveal() if settings.password is not None else ""
+        pair = base64.b64encode(f"{settings.username or ''}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+    return {}
+
+
 # -- the client ---------------------------------------------------------------------------------
 
 
@@ -188,9 +215,7 @@ class Thanos:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Thanos:
-        headers = {"Accept": "application/json"}
-        if self._settings.token is not None:
-            headers["Authorization"] = f"Bearer {self._settings.token.reveal()}"
+        headers = {"Accept": "application/json", **_authorization(self._settings)}
         connector = aiohttp.TCPConnector(
             ssl=ssl_context(self._settings.ca_file, None, None, self._settings.verify_certs)
             if self._base.startswith("https:")
@@ -212,12 +237,13 @@ class Thanos:
     async def summarize(self, query: str, start: datetime, end: datetime) -> QueryResult:
         """Average, maximum and count of finite points per series of ``query`` over ``[start, end]``.
 
-        Evaluated at ``start + k * step`` (``step`` from settings) by ``query_range``, in chunks
+        Evaluated at ``start + k * step`` (``step`` from settings, coarser when the window would
+        take more than ``max_points`` points: see :func:`budget_step`) by ``query_range``, in chunks
         of at most 11,000 points folded into running totals, so any window length works in
         bounded memory. Raises :class:`QueryError` for a query the server refuses and
         :class:`ThanosUnavailable` once retries are exhausted.
         """
-        step_ms = round(self._settings.step_s * 1000)
+        step_ms = budget_step(to_ms(start), to_ms(end), round(self._settings.step_s * 1000), self._settings.max_points)
         totals = _Accumulator()
         warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
         for chunk_start, chunk_end in chunk_windows(to_ms(start), to_ms(end), step_ms):
@@ -236,7 +262,7 @@ class Thanos:
             totals.add_matrix(data["result"])
             warnings.update(dict.fromkeys(chunk_warnings))
             del data  # the chunk's points are in the totals now
-        return QueryResult(totals.summaries(), list(warnings))
+        return QueryResult(totals.summaries(), list(warnings), step_ms / 1000)
 
     async def instant(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
         """``query`` evaluated at one instant: (labels, value) per series (scalars get no labels)."""
@@ -275,7 +301,10 @@ class Thanos:
             raise _TransientStatus(f"HTTP {status}: {_error_message(body)}")
         if status in (400, 422):
             raise QueryError(_error_message(body))
-        if status != 200:  # 401, 403, 404: wrong URL or credentials
+        if status in (401, 403):
+            what = "refused the credentials" if status == 401 else "denied access"
+            raise ThanosAuthError(f"{self._base}: {what} (HTTP {status}): {_error_message(body)[:200]}")
+        if status != 200:  # 404: wrong URL
             raise ThanosError(f"{self._base}: HTTP {status}: {_error_message(body)}")
         try:
             doc = orjson.loads(body)

@@ -14,10 +14,18 @@ from producer_hooks.settings import KafkaSettings
 TOPIC_ALREADY_EXISTS = 36
 
 
+class MissingTopic(LookupError):
+    """The topic does not exist; the message says how to create it."""
+
+
 @asynccontextmanager
 async def _admin(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(**kafka.client_options())
-    await admin.start()
+    try:
+        await admin.start()
+    except BaseException:  # a failed or interrupted start leaves connections to close
+        await admin.close()
+        raise
     try:
         yield admin
     finally:
@@ -53,14 +61,19 @@ async def delete_topics(kafka: KafkaSettings, topics: list[str]) -> None:
 
 
 UNKNOWN_TOPIC = 3
+TOPIC_AUTHORIZATION_FAILED = 29
 
 
 async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
-    """The topic's partition numbers; :class:`LookupError` if there is no such topic."""
+    """The topic's partition numbers; :class:`MissingTopic` if there is no such topic, and
+    :class:`PermissionError` if we may not see it."""
     async with _admin(kafka) as admin:
         [described] = await admin.describe_topics([topic])
     if described["error_code"] == UNKNOWN_TOPIC:
-        raise LookupError(f"topic {topic!r} does not exist (RUNS_TOPIC); `report-consumer init` creates it")
+        raise MissingTopic(f"topic {topic!r} does not exist (RUNS_TOPIC); run `report-consumer init` to create it")
+    if described["error_code"] == TOPIC_AUTHORIZATION_FAILED:
+        raise PermissionError(f"Kafka does not let user {kafka.sasl_username!r} describe topic {topic!r}; "
+                              "check the topic's ACLs")
     if described["error_code"]:
         raise RuntimeError(f"cannot describe topic {topic!r}: {for_code(described['error_code']).__name__}")
     return sorted(p["partition"] for p in described["partitions"])

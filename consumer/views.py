@@ -77,14 +77,18 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-async def show(settings: Settings, args: argparse.Namespace) -> int:
+class NotFound(Exception):
+    """No report for the run asked for (or a prefix naming several); ``str(err)`` is one line."""
+
+
+async def show(settings: Settings, args: argparse.Namespace, signals: object = None) -> int:
     async with _client(settings) as es:
         report = await find_report(es, settings.report_index, args.uuid)
     _print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render_show(report))
     return 0
 
 
-async def list_reports(settings: Settings, args: argparse.Namespace) -> int:
+async def list_reports(settings: Settings, args: argparse.Namespace, signals: object = None) -> int:
     async with _client(settings) as es:
         reports = await search_reports(es, settings.report_index, cluster=args.cluster, benchmark=args.benchmark,
                                        since=args.since, status=args.status, limit=args.limit)
@@ -92,7 +96,7 @@ async def list_reports(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def compare(settings: Settings, args: argparse.Namespace) -> int:
+async def compare(settings: Settings, args: argparse.Namespace, signals: object = None) -> int:
     async with _client(settings) as es:
         a = await find_report(es, settings.report_index, args.uuid_a)
         b = await find_report(es, settings.report_index, args.uuid_b)
@@ -122,12 +126,12 @@ def _client(settings: Settings) -> AsyncElasticsearch:
 
 
 async def find_report(es: AsyncElasticsearch, index: str, uuid: str) -> dict[str, Any]:
-    """The stored report of ``uuid``, or of the only run whose uuid starts with it; LookupError
+    """The stored report of ``uuid``, or of the only run whose uuid starts with it; :class:`NotFound`
     (one line, saying what to do) otherwise."""
     found = (await es.options(ignore_status=404).get(index=index, id=uuid)).body
     error = found.get("error")
     if isinstance(error, Mapping) and error.get("type") == "index_not_found_exception":
-        raise LookupError(f"no report index {index}: check REPORT_INDEX, or run `report-consumer init`")
+        raise NotFound(f"no report index {index}: check REPORT_INDEX, or run `report-consumer init`")
     if found.get("found"):
         return found["_source"]
     if len(uuid) >= _MIN_PREFIX:
@@ -136,9 +140,9 @@ async def find_report(es: AsyncElasticsearch, index: str, uuid: str) -> dict[str
             return hits[0]["_source"]
         if hits:
             more = ", ".join(hit["_id"] for hit in hits)
-            raise LookupError(f"{uuid!r} starts several runs' uuids ({more}{', ...' if len(hits) == 5 else ''}): give more of it")
+            raise NotFound(f"{uuid!r} starts several runs' uuids ({more}{', ...' if len(hits) == 5 else ''}): give more of it")
     hint = f"; a prefix needs at least {_MIN_PREFIX} characters" if len(uuid) < _MIN_PREFIX else ""
-    raise LookupError(f"no report for {uuid!r} in index {index} (see `report-consumer list`{hint})")
+    raise NotFound(f"no report for {uuid!r} in index {index} (see `report-consumer list`{hint})")
 
 
 def list_query(*, cluster: str | None = None, benchmark: str | None = None, since: datetime | None = None,
@@ -469,6 +473,7 @@ def render_compare(compared: Mapping[str, Any]) -> str:
 
 __all__ = [
     "VIEW_COMMANDS",
+    "NotFound",
     "add_view_commands",
     "compare_reports",
     "find_report",

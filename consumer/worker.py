@@ -1,9 +1,17 @@
 """The live consumer: a Kafka group member that turns each finished run into its report.
 
 Each finished run is built by a task of its own, at most ``max_in_flight`` at once, so a slow run
-never holds up the others. Offsets are committed by hand, only up to the oldest run still in flight
-on each partition (see :mod:`consumer.tracker`): a crash repeats work, never skips it, and because
-reports are written under the run's uuid, repeating work duplicates nothing.
+never holds up the others. Offsets are committed by hand, only up to the oldest event still in
+flight on each partition (see :mod:`consumer.tracker`): a crash repeats work, never skips it, and
+because reports are written under the run's uuid, repeating work duplicates nothing.
+
+One run, one build: a newer event of a run supersedes its build still in flight (which is
+cancelled), and an older one arriving after a newer is dropped, so builds of one uuid never race.
+The write itself is conditional on the event's origin as well (see :mod:`consumer.sink`), which
+covers other processes (a replay, a member that lost its partition) writing the same run.
+
+A server's outage does not fail a run: its build waits (see :mod:`consumer.outage`), holding its
+place; once ``max_in_flight`` builds wait, fetching pauses until they can go on.
 """
 
 from __future__ import annotations
@@ -11,19 +19,41 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.deadletter import DeadLetters
+from consumer.origin import Origin, compare
+from consumer.outage import OutageLimitExceeded
 from consumer.pipeline import Pipeline
 from consumer.settings import Settings
+from consumer.sink import ReportRejected
 from consumer.tracker import OffsetTracker
-from producer_hooks.events import InvalidEvent, decode_event
+from producer_hooks.events import FINISHED, Event, InvalidEvent, decode_event
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 60.0
+# Records handed out by one poll: enough that `started` events flow at thousands a second; finished
+# ones beyond the build slots wait their turn (and fetching pauses meanwhile).
+MAX_RECORDS = 256
+POLL_MS = 500
+# While paused, how long to wait for a build slot before polling again (keeps the group membership).
+PAUSED_POLL_S = 1.0
+
+
+@dataclass
+class _Build:
+    """The build of one run's report, from one of its events."""
+
+    uuid: str
+    partition: TopicPartition
+    offset: int
+    origin: Origin
+    task: asyncio.Task | None = None
+    superseded: bool = False  # cancelled because a later event of the run arrived
 
 
 class Worker:
@@ -33,8 +63,12 @@ class Worker:
         self.dead_letters = dead_letters
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.tasks: set[asyncio.Task] = set()
-        self.builds = asyncio.Semaphore(settings.max_in_flight)
+        self.builds: dict[str, _Build] = {}  # uuid -> its newest build, running or waiting for a slot
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.slot_freed = asyncio.Event()
         self.counts: Counter[str] = Counter()
+        self._status_counts: Counter[str] = Counter()
+        self._status_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then drain in-flight runs within the budget and commit."""
@@ -49,14 +83,24 @@ class Worker:
         log.info("consuming %s as group %s (at most %d runs in flight)", self.settings.kafka.topic,
                  self.settings.group, self.settings.max_in_flight)
         loop = asyncio.get_running_loop()
-        last_commit = last_status = loop.time()
+        last_commit = last_status = self._status_at = loop.time()
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500, max_records=self.settings.max_in_flight)
-                for partition, records in batch.items():
-                    for record in records:
-                        self._accept(partition, record)
-                self._apply_backpressure(consumer)
+                if self._full():
+                    self._pause(consumer)
+                    # Wake as soon as a build ends (or the stop comes), not after a whole poll.
+                    self.slot_freed.clear()
+                    freed = asyncio.ensure_future(self.slot_freed.wait())
+                    await asyncio.wait({stopping, freed}, timeout=PAUSED_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                    freed.cancel()
+                    await consumer.getmany(timeout_ms=0)  # a poll, so the group keeps us
+                else:
+                    self._resume(consumer)
+                    batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+                    for partition, records in batch.items():
+                        for record in records:
+                            self._accept(partition, record)
                 now = loop.time()
                 if now - last_commit >= self.settings.commit_interval_s:
                     await self.commit(consumer)
@@ -66,49 +110,109 @@ class Worker:
                     last_status = now
             await self._drain(consumer)
         finally:
+            stopping.cancel()
             await consumer.stop()
         self._log_status()
 
+    # -- one record ----------------------------------------------------------------------------
+
     def _accept(self, partition: TopicPartition, record: ConsumerRecord) -> None:
         self.tracker.start(partition, record.offset)
-        task = asyncio.create_task(self._handle(partition, record))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _handle(self, partition: TopicPartition, record: ConsumerRecord) -> None:
-        # A cancelled task (drain budget exceeded) leaves its offset in flight, so it is redone.
+        origin = Origin.from_record(record.topic, record.partition, record.offset, record.timestamp, live=True)
         try:
             event = decode_event(record.key, record.value, record.headers)
         except InvalidEvent as err:
             self.counts["invalid"] += 1
-            await self.dead_letters.send(record, f"invalid event: {err}")
-        else:
-            if event.kind == "finished":
-                async with self.builds:
-                    try:
-                        outcome = await self.pipeline.process(event)
-                        self.counts[outcome.write.value] += 1
-                    except Exception as err:  # retries are exhausted by now
-                        log.exception("report of %s could not be built; once the cause is fixed, rebuild it with "
-                                      "`report-consumer replay --uuid %s`", event.run.uuid, event.run.uuid)
-                        self.counts["dead-lettered"] += 1
-                        await self.dead_letters.send(record, f"report not built: {type(err).__name__}: {err}")
-            else:
-                self.counts["started"] += 1
-                log.debug("run %s (%s) started on %s", event.run.uuid, event.run.benchmark, event.run.cluster_name)
-        self.tracker.finish(partition, record.offset)
+            self._spawn(self._park(partition, record, f"invalid event: {err}"))
+            return
+        if event.kind != FINISHED:
+            self.counts[event.kind] += 1
+            log.debug("run %s (%s) %s on %s", event.run.uuid, event.run.benchmark, event.kind, event.run.cluster_name)
+            self.tracker.finish(partition, record.offset)
+            return
+        self._build(partition, record, event, origin)
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        """Pause fetching while too much is in flight; polling goes on, so the group keeps us."""
-        in_flight = self.tracker.in_flight()
-        if in_flight >= self.settings.max_in_flight:
-            newly = consumer.assignment() - consumer.paused()
-            if newly:
-                consumer.pause(*newly)
-                log.info("fetching paused: %d runs in flight (MAX_IN_FLIGHT=%d)", in_flight, self.settings.max_in_flight)
-        elif consumer.paused():
+    def _build(self, partition: TopicPartition, record: ConsumerRecord, event: Event, origin: Origin) -> None:
+        uuid = event.run.uuid
+        current = self.builds.get(uuid)
+        if current is not None:
+            if compare(origin, current.origin) <= 0:
+                # An older (or the same) event behind a newer one: the newer one's report covers it.
+                self.counts["superseded"] += 1
+                log.info("event of %s at %s[%d]@%d is older than the one being built; skipped", uuid,
+                         record.topic, record.partition, record.offset)
+                self.tracker.finish(partition, record.offset)
+                return
+            current.superseded = True
+            if current.task is not None:
+                current.task.cancel()
+            log.info("a later event of %s arrived (%s[%d]@%d): its build starts over", uuid, record.topic,
+                     record.partition, record.offset)
+        build = _Build(uuid, partition, record.offset, origin)
+        self.builds[uuid] = build
+        build.task = self._spawn(self._run_build(build, record, event))
+
+    async def _run_build(self, build: _Build, record: ConsumerRecord, event: Event) -> None:
+        done = True  # whether the offset may be committed past once this task ends
+        try:
+            async with self.slots:
+                outcome = await self.pipeline.process(event, build.origin)
+            self.counts[outcome.write.value] += 1
+        except asyncio.CancelledError:
+            # Superseded: the later event's build covers this offset. Drain budget exceeded:
+            # the offset stays in flight, so the next start builds the run again.
+            done = build.superseded
+            if build.superseded:
+                self.counts["superseded"] += 1
+            raise
+        except (InvalidEvent, ReportRejected, OutageLimitExceeded) as err:
+            await self._dead_letter(build, record, err)
+        except Exception as err:  # a failure of this run's own that no retry can fix
+            log.exception("report of %s could not be built", event.run.uuid)
+            await self._dead_letter(build, record, err)
+        finally:
+            if self.builds.get(build.uuid) is build:
+                del self.builds[build.uuid]
+            if done:
+                self.tracker.finish(build.partition, build.offset)
+            self.slot_freed.set()
+
+    async def _dead_letter(self, build: _Build, record: ConsumerRecord, err: BaseException) -> None:
+        log.error("report of %s not built (%s: %s); the event goes to %s. Once the cause is fixed, rebuild it "
+                  "with `report-consumer replay --uuid %s`", build.uuid, type(err).__name__, err,
+                  self.dead_letters.topic, build.uuid)
+        self.counts["dead-lettered"] += 1
+        await self.dead_letters.send(record, f"report not built: {type(err).__name__}: {err}")
+
+    async def _park(self, partition: TopicPartition, record: ConsumerRecord, reason: str) -> None:
+        try:
+            await self.dead_letters.send(record, reason)
+        finally:
+            self.tracker.finish(partition, record.offset)
+
+    def _spawn(self, coroutine) -> asyncio.Task:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # -- flow control and offsets ----------------------------------------------------------------
+
+    def _full(self) -> bool:
+        """Enough builds are running or waiting for a slot: fetch no more finished runs for now."""
+        return len(self.builds) >= self.settings.max_in_flight
+
+    def _pause(self, consumer: AIOKafkaConsumer) -> None:
+        newly = consumer.assignment() - consumer.paused()
+        if newly:
+            consumer.pause(*newly)
+            log.debug("fetching paused: %d runs in flight (MAX_IN_FLIGHT=%d)", len(self.builds),
+                      self.settings.max_in_flight)
+
+    def _resume(self, consumer: AIOKafkaConsumer) -> None:
+        if consumer.paused():
             consumer.resume(*consumer.paused())
-            log.info("fetching resumed: %d runs in flight", in_flight)
+            log.debug("fetching resumed: %d runs in flight", len(self.builds))
 
     async def commit(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition] | None = None) -> None:
         offsets = self.tracker.to_commit()
@@ -137,8 +241,17 @@ class Worker:
         await self.commit(consumer)
 
     def _log_status(self) -> None:
-        counts = ", ".join(f"{key} {value}" for key, value in sorted(self.counts.items())) or "nothing yet"
-        log.info("in flight %d; %s", self.tracker.in_flight(), counts)
+        """Totals since start, and the rate of each over the last interval."""
+        now = asyncio.get_running_loop().time()
+        elapsed = max(now - self._status_at, 1e-9)
+        counts = ", ".join(
+            f"{key} {value} ({(value - self._status_counts[key]) / elapsed:.1f}/s)"
+            for key, value in sorted(self.counts.items())
+        ) or "nothing yet"
+        self._status_at, self._status_counts = now, Counter(self.counts)
+        waiting = self.pipeline.outages.unavailable()
+        outage = f"; waiting for {', '.join(waiting)}" if waiting else ""
+        log.info("in flight %d; %s%s", len(self.builds), counts, outage)
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):

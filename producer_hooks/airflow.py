@@ -102,9 +102,15 @@ class RunReporter:
                 log.warning("run report: no run uuid (from %s); %s event not published", source, _kind(status))
                 return
             facts = {name: value(context) if callable(value) else value for name, value in self.cluster_facts.items()}
-            event = make_event(task_document(context, status, str(uuid), facts))
-            result = publish_sync(event, self.settings or HookSettings.from_env())
-            if result.spooled:
+            settings = self.settings or HookSettings.from_env()
+            document = task_document(context, status, str(uuid), facts)
+            event = make_event(document, now=datetime.now(timezone.utc), limits=settings.limits)
+            result = publish_sync(event, settings)
+            if result.credentials_refused:
+                log.error("run report: Kafka refused the credentials (%s); %s event of run %s spooled (%d pending); "
+                          "fix the KAFKA_SASL_* settings, then run `report-hook flush`",
+                          result.reason, event.kind, event.run.uuid, result.pending)
+            elif result.spooled:
                 log.warning("run report: Kafka unavailable (%s); %s event of run %s spooled (%d pending)",
                             result.reason, event.kind, event.run.uuid, result.pending)
             else:

@@ -2,7 +2,9 @@
 
 Exit status: 0 when the event was delivered, and also when Kafka was unreachable and the event was
 spooled (with a one-line warning on stderr: a pipeline must not fail because reporting is down);
-1 when Kafka refused the event, or ``flush`` left events in the spool; 2 for bad input or settings.
+1 when Kafka refused the event, or refused our credentials (the event is spooled: waiting will not
+help, someone must fix the settings), or ``flush`` left events in the spool; 2 for bad input or
+settings, including a run window the consumer would refuse (before 2000, in the future, too long).
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 
 import orjson
 
+from producer_hooks import redaction
 from producer_hooks.events import KINDS, Event, InvalidEvent, encode_event, make_event
 from producer_hooks.publisher import PublishError, PublishResult, flush_sync, publish_sync
-from producer_hooks.settings import HookSettings, SettingsError
+from producer_hooks.redaction import Redactor
+from producer_hooks.settings import HookSettings, SettingsError, limits_from_env
 
 PROG = "report-hook"
 
@@ -69,7 +74,8 @@ def _env_help() -> str:
         f"(uuid, cluster_name, ... as index.sh names them). When unset: {fallbacks}, and "
         "upstream_job_build <- AIRFLOW_CTX_DAG_ID/AIRFLOW_CTX_DAG_RUN_ID/AIRFLOW_CTX_TASK_ID. "
         "Kafka settings: KAFKA_BOOTSTRAP_SERVERS, RUNS_TOPIC, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, "
-        "KAFKA_SSL_*; spool: REPORT_HOOK_SPOOL; timeout: REPORT_HOOK_TIMEOUT (seconds)."
+        "KAFKA_SSL_*; spool: REPORT_HOOK_SPOOL; timeout: REPORT_HOOK_TIMEOUT (seconds); longest run window "
+        "accepted: RUN_WINDOW_MAX_HOURS (default 168, as the consumer's)."
     )
 
 
@@ -103,22 +109,32 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_logging(args.verbose)
+    redacting = redaction.install(Redactor())  # secret values join once the settings are read
     try:
         if args.command == "flush":
-            return _flush(HookSettings.from_env())
-        event = make_event(_read_document(args), args.kind)
-        if args.dry_run:
+            return _flush(_settings(redacting))
+        # A dry run needs no Kafka settings, only the limits the consumer would apply.
+        settings = None if args.dry_run else _settings(redacting)
+        limits = settings.limits if settings else limits_from_env(os.environ)
+        event = make_event(_read_document(args), args.kind, now=datetime.now(timezone.utc), limits=limits)
+        if settings is None:
             _print_event(event)
             return EXIT_OK
-        return _publish(event, HookSettings.from_env())
+        return _publish(event, settings)
     except InvalidEvent as err:
         return _fail(EXIT_BAD_INPUT, f"invalid event: {err}")
     except (SettingsError, _BadInput) as err:
-        return _fail(EXIT_BAD_INPUT, str(err))
+        return _fail(EXIT_BAD_INPUT, redacting.redactor(str(err)))
     except PublishError as err:
-        return _fail(EXIT_FAILED, str(err))
+        return _fail(EXIT_FAILED, redacting.redactor(str(err)))
     except KeyboardInterrupt:
         return 130
+
+
+def _settings(redacting: redaction.RedactingFilter) -> HookSettings:
+    settings = HookSettings.from_env()
+    redacting.redactor = Redactor.of(settings.secrets())
+    return settings
 
 
 def _read_document(args: argparse.Namespace) -> object:
@@ -143,6 +159,12 @@ def _read_document(args: argparse.Namespace) -> object:
 def _publish(event: Event, settings: HookSettings) -> int:
     result = publish_sync(event, settings)
     what = f"{event.kind} event of run {event.run.uuid}"
+    if result.spooled and result.credentials_refused:
+        return _fail(
+            EXIT_FAILED,
+            f"Kafka refused the credentials ({result.reason}); {what} spooled to {settings.spool_path} "
+            f"({result.pending} pending); fix the KAFKA_SASL_* settings, then `{PROG} flush`",
+        )
     if result.spooled:
         _warn(
             f"Kafka unavailable ({result.reason}); {what} spooled to {settings.spool_path} "
@@ -156,6 +178,12 @@ def _publish(event: Event, settings: HookSettings) -> int:
 
 def _flush(settings: HookSettings) -> int:
     result: PublishResult = flush_sync(settings)
+    if result.pending and result.credentials_refused:
+        return _fail(
+            EXIT_FAILED,
+            f"Kafka refused the credentials ({result.reason}); {result.delivered} event(s) sent, "
+            f"{result.pending} still spooled in {settings.spool_path}; fix the KAFKA_SASL_* settings",
+        )
     if result.pending:
         _warn(
             f"Kafka unavailable ({result.reason}); {result.delivered} event(s) sent, "

@@ -7,14 +7,20 @@ original document travels untouched beside it, for the report's ``metadata`` fie
 Everything here is pure: no I/O, no Kafka, no Airflow. Every rejection is an :class:`InvalidEvent`
 whose message is one line naming the field (as the document spells it) and the offending value.
 
-Wire format (one Kafka message per event)::
+Wire format (one Kafka message per event), the envelope the hooks send::
 
     key      the run uuid, so every event of a run lands on one partition, in order
     headers  event-kind: started|finished, schema-version: 1
     value    {"schema_version": 1, "kind": ..., "run": Run.to_dict(), "metadata": {original}}
 
-Readers re-normalise ``metadata`` with :func:`decode_event` rather than trusting ``run``, so a
+A bare metadata document (what ``index.sh`` builds, sent by any Kafka client) is an event too: its
+kind follows its status; key and headers are optional and, when present, must agree with it.
+Readers re-normalise the document with :func:`decode_event` rather than trusting ``run``, so a
 fix in normalisation applies to events already on the topic.
+
+What the event model accepts, the report index stores: uuids are usable document ids, and the
+document respects Elasticsearch's limits on strings, key paths and nesting (see
+:func:`check_indexable`). :class:`EventLimits` bounds what one run may cost the consumer.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -47,7 +53,19 @@ _STATUS_ALIASES = {"failed": "failure", "succeeded": "success"}
 KIND_HEADER = "event-kind"
 VERSION_HEADER = "schema-version"
 
-_MAX_UUID_CHARS = 255
+# Elasticsearch refuses document ids over 512 bytes. The charset keeps ids safe in URLs, shells and
+# Kafka tooling: UUIDs, CI test ids (abc123-0) and Airflow run ids (scheduled__2024-05-02T00:00:00+00:00).
+# A first character that is a letter or digit rules out '.' and '..' (which Elasticsearch's URLs
+# cannot address), a leading '_', and ids a command line would take for an option.
+MAX_UUID_BYTES = 512
+_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]*")
+_UUID_RULE = "letters, digits and . _ : + -, starting with a letter or digit"
+
+# Lucene refuses a term over 32,766 bytes; Elasticsearch's ``flattened`` field (the report's
+# ``metadata``) indexes each leaf as one term, "key.path\0value", and nests at most 20 objects.
+MAX_TERM_BYTES = 32_766
+MAX_DEPTH = 20
+
 _SHOW_CHARS = 60
 
 
@@ -58,6 +76,19 @@ class InvalidEvent(ValueError):
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """Bounds on what one run may cost: the consumer queries metrics over the whole window and
+    holds its partition's offset until the run's results may exist."""
+
+    max_window: timedelta = timedelta(days=7)  # RUN_WINDOW_MAX_HOURS
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    future_slack: timedelta = timedelta(minutes=5)  # clocks of pipelines and brokers disagree a little
+
+
+DEFAULT_LIMITS = EventLimits()
 
 
 @dataclass(frozen=True)
@@ -166,14 +197,13 @@ def parse_run(doc: Any) -> Run:
     if not isinstance(doc, Mapping):
         raise InvalidEvent(f"document: expected a JSON object, got {_type_name(doc)}", "document", _type_name(doc))
     _check_size(_dumps(doc, "document"), "document")
+    check_indexable(doc)
     fields_ = _Fields(doc)
 
     key, raw = fields_.get("uuid")
     if raw is None:
         raise InvalidEvent("uuid: missing or empty (every event needs the run uuid)", "uuid", doc.get("uuid"))
-    uuid = _text(key, raw).strip()
-    if len(uuid) > _MAX_UUID_CHARS or not uuid.isprintable():
-        raise InvalidEvent(f"uuid: {_show(raw)} is not a usable run id", "uuid", raw)
+    uuid = _uuid(key, raw)
 
     key, raw = fields_.get("status")
     if raw is None:
@@ -196,11 +226,15 @@ def parse_run(doc: Any) -> Run:
     return Run(uuid=uuid, status=status, start=start, end=end, duration_s=duration, **values)
 
 
-def make_event(doc: Any, kind: str | None = None) -> Event:
+def make_event(
+    doc: Any, kind: str | None = None, *, now: datetime | None = None, limits: EventLimits = DEFAULT_LIMITS
+) -> Event:
     """A validated event for ``doc``. ``kind`` defaults to what the status says.
 
     A 'finished' event needs a terminal status and both dates, because the consumer queries metrics
-    over the run's window; a 'started' event needs a status that is not terminal.
+    over the run's window; a 'started' event needs a status that is not terminal. Dates before
+    ``limits.earliest`` and windows longer than ``limits.max_window`` are refused; so are dates
+    later than ``now`` (when given) by more than ``limits.future_slack``.
     """
     run = parse_run(doc)
     fields_ = _Fields(doc)  # for the keys as this document spells them
@@ -222,7 +256,40 @@ def make_event(doc: Any, kind: str | None = None) -> Event:
             if value is None:
                 key = fields_.get(name)[0]
                 raise InvalidEvent(f"{key}: missing (a finished run needs its start and end dates)", key, None)
+    _check_window(run, fields_, now, limits)
     return Event(kind=kind, run=run, metadata=dict(doc))
+
+
+def _check_window(run: Run, fields_: _Fields, now: datetime | None, limits: EventLimits) -> None:
+    dates = [(name, value) for name, value in (("start", run.start), ("end", run.end)) if value is not None]
+    for name, value in dates:
+        if value < limits.earliest:
+            key, raw = fields_.get(name)
+            unset = " (unix time 0: is the variable that sets it unset?)" if value.timestamp() == 0 else ""
+            raise InvalidEvent(
+                f"{key}: {_show(raw)} is before {format_date(limits.earliest)}, the earliest date accepted{unset}",
+                key,
+                raw,
+            )
+    if now is not None:
+        for name, value in reversed(dates):
+            ahead = value - _utc(now)
+            if ahead > limits.future_slack:
+                key, raw = fields_.get(name)
+                raise InvalidEvent(
+                    f"{key}: {_show(raw)} is {_span(ahead)} in the future (now is {format_date(_utc(now))}; "
+                    f"at most {_span(limits.future_slack)} ahead is accepted)",
+                    key,
+                    raw,
+                )
+    if run.start is not None and run.end is not None and run.end - run.start > limits.max_window:
+        (start_key, start_raw), (end_key, end_raw) = fields_.get("start"), fields_.get("end")
+        raise InvalidEvent(
+            f"{end_key}: {_show(end_raw)} is {_span(run.end - run.start)} after {start_key} {_show(start_raw)}; "
+            f"a run may last at most {_span(limits.max_window)} (RUN_WINDOW_MAX_HOURS)",
+            end_key,
+            end_raw,
+        )
 
 
 def encode_event(event: Event) -> Message:
@@ -236,56 +303,188 @@ def encode_event(event: Event) -> Message:
     return Message(key=event.run.uuid.encode(), value=value, headers=headers)
 
 
-def decode_event(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None = ()) -> Event:
-    """The event a Kafka message carries, re-normalised from its ``metadata``; raise :class:`InvalidEvent`.
+def decode_event(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None = (),
+    *,
+    now: datetime | None = None,
+    limits: EventLimits = DEFAULT_LIMITS,
+) -> Event:
+    """The event a Kafka message carries, re-normalised from its document; raise :class:`InvalidEvent`.
 
-    Takes a consumer record's ``key``, ``value`` and ``headers`` as aiokafka gives them.
+    Takes a consumer record's ``key``, ``value`` and ``headers`` as aiokafka gives them, and
+    whatever the bytes, raises nothing but :class:`InvalidEvent`. The value is either the envelope
+    (it has ``schema_version``) or a bare metadata document (it has not; a document may well have
+    keys named ``kind`` or ``metadata`` of its own). ``now`` is when the event was published (the
+    record's timestamp), so a replay of old events judges them as they were judged live.
     """
     if not value:
         raise InvalidEvent("value: empty message", "value", value)
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidEvent(f"value: expected bytes, got {_type_name(value)}", "value", _type_name(value))
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as err:
-        raise InvalidEvent(f"value: not JSON ({_one_line(err)})", "value", _show(value)) from None
+        raise InvalidEvent(f"value: not JSON ({_one_line(err)})", "value", _show(bytes(value))) from None
     if not isinstance(body, dict):
         raise InvalidEvent(f"value: expected a JSON object, got {_type_name(body)}", "value", _type_name(body))
+    if key is not None and not isinstance(key, (bytes, bytearray, memoryview)):
+        raise InvalidEvent(f"key: expected bytes, got {_type_name(key)}", "key", _type_name(key))
+    header = _our_headers(headers)
 
-    header = {name: raw for name, raw in (headers or ())}
-    version = body.get("schema_version")
-    if version is None:
-        raise InvalidEvent("schema_version: missing", "schema_version", None)
+    if VERSION_HEADER in header and header[VERSION_HEADER] != str(SCHEMA_VERSION):
+        raise InvalidEvent(
+            f"{VERSION_HEADER}: header {_show(header[VERSION_HEADER])} is not supported "
+            f"(this reader knows {SCHEMA_VERSION})",
+            VERSION_HEADER,
+            header[VERSION_HEADER],
+        )
+    if "schema_version" in body:
+        event = _decode_envelope(body, header, now, limits)
+        if key is None:
+            raise InvalidEvent(f"key: missing (expected the run uuid {event.run.uuid!r})", "key", None)
+    else:
+        if isinstance(body.get("metadata"), dict) and "uuid" not in body:
+            raise InvalidEvent(
+                "schema_version: missing (an envelope needs schema_version 1; a bare metadata document, its uuid)",
+                "schema_version",
+                None,
+            )
+        event = make_event(body, now=now, limits=limits)
+        told = header.get(KIND_HEADER)
+        if told is not None and told != event.kind:
+            status_key = _Fields(body).get("status")[0]
+            raise InvalidEvent(
+                f"{KIND_HEADER}: header {_show(told)} disagrees with {status_key} {event.run.status!r}, "
+                f"which makes it a {event.kind!r} event",
+                KIND_HEADER,
+                told,
+            )
+        key = key or None  # a bare document may come without a key (kcat without -k)
+    if key is not None and bytes(key) != event.run.uuid.encode():
+        raise InvalidEvent(f"key: {_show(bytes(key))} does not match uuid {event.run.uuid!r}", "key", key)
+    return event
+
+
+def _decode_envelope(body: dict[str, Any], header: Mapping[str, str], now: datetime | None, limits: EventLimits) -> Event:
+    version = body["schema_version"]
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise InvalidEvent(
             f"schema_version: {_show(version)} is not supported (this reader knows {SCHEMA_VERSION})",
             "schema_version",
             version,
         )
-    if VERSION_HEADER in header and header[VERSION_HEADER] != str(SCHEMA_VERSION).encode():
-        raise InvalidEvent(
-            f"{VERSION_HEADER}: header {_show(header[VERSION_HEADER])} disagrees with schema_version {version}",
-            VERSION_HEADER,
-            header[VERSION_HEADER],
-        )
-
     kind = body.get("kind")
     if kind not in KINDS:
         shown = "missing" if kind is None else f"{_show(kind)} is not one of {', '.join(KINDS)}"
         raise InvalidEvent(f"kind: {shown}", "kind", kind)
-    if KIND_HEADER in header and header[KIND_HEADER] != kind.encode():
+    if KIND_HEADER in header and header[KIND_HEADER] != kind:
         raise InvalidEvent(
             f"{KIND_HEADER}: header {_show(header[KIND_HEADER])} disagrees with kind {kind!r}", KIND_HEADER, kind
         )
-
     metadata = body.get("metadata")
     if metadata is None:
         raise InvalidEvent("metadata: missing", "metadata", None)
-    event = make_event(metadata, kind)
+    return make_event(metadata, kind, now=now, limits=limits)
 
-    if key is None:
-        raise InvalidEvent(f"key: missing (expected the run uuid {event.run.uuid!r})", "key", None)
-    if key != event.run.uuid.encode():
-        raise InvalidEvent(f"key: {_show(key)} does not match uuid {event.run.uuid!r}", "key", key)
-    return event
+
+def _our_headers(headers: Any) -> dict[str, str]:
+    """The values of the headers this contract defines, as text. Other headers are not ours to read
+    (tracing ids and the like may be any bytes); ours must be UTF-8 and agree when repeated."""
+    ours: dict[str, str] = {}
+    try:
+        entries = list(headers or ())
+    except TypeError:
+        raise InvalidEvent(f"headers: {_show(headers)} is not a list of headers", "headers", None) from None
+    for entry in entries:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            raise InvalidEvent(f"headers: {_show(entry)} is not a (name, value) pair", "headers", None)
+        name, raw = entry
+        if isinstance(name, (bytes, bytearray)):
+            name = bytes(name).decode("utf-8", "replace")
+        if name not in (KIND_HEADER, VERSION_HEADER):
+            continue
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise InvalidEvent(f"{name}: header has no value", name, raw)
+        try:
+            text = bytes(raw).decode()
+        except UnicodeDecodeError:
+            raise InvalidEvent(f"{name}: header {_show(bytes(raw))} is not UTF-8", name, bytes(raw)) from None
+        if ours.setdefault(name, text) != text:
+            raise InvalidEvent(f"{name}: header given twice, {_show(ours[name])} and {_show(text)}", name, text)
+    return ours
+
+
+# -- what the report index can store -------------------------------------------------------------
+
+
+def check_indexable(doc: Mapping[str, Any]) -> None:
+    """Refuse a document Elasticsearch would refuse as the report's ``metadata`` (a ``flattened``
+    field), or one with a string Lucene cannot index: keys with NUL characters, strings over
+    32,766 bytes, key path and value over 32,766 bytes together, objects nested over 20 deep."""
+    # Iterative: a document may be nested as deep as the JSON parser allows.
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        where = path or "document"
+        if isinstance(value, Mapping):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidEvent(
+                    f"{_short(where)}: objects nested {depth} deep, more than Elasticsearch's limit of {MAX_DEPTH}",
+                    _short(where),
+                    None,
+                )
+            for name, item in value.items():
+                name = str(name)
+                if _bytes(name) > MAX_TERM_BYTES:
+                    raise _too_long(where, f"a key of {_bytes(name):,} bytes")
+                if "\0" in name:
+                    raise InvalidEvent(
+                        f"{_short(where)}: key {_show(name)} contains a NUL character, which Elasticsearch refuses",
+                        _short(where),
+                        name,
+                    )
+                stack.append((item, f"{path}.{name}" if path else name, depth))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, path, depth) for item in value)  # arrays add no depth in Elasticsearch
+        elif value is not None:
+            text = value if isinstance(value, str) else _dumps(value, where).decode()
+            size = _bytes(text)
+            if size > MAX_TERM_BYTES:
+                raise _too_long(where, f"a string of {size:,} bytes")
+            if path and _bytes(path) + 1 + size > MAX_TERM_BYTES:
+                raise _too_long(where, f"its key path and value take {_bytes(path) + 1 + size:,} bytes together")
+
+
+def _too_long(where: str, what: str) -> InvalidEvent:
+    return InvalidEvent(
+        f"{_short(where)}: {what}, more than Lucene's limit of {MAX_TERM_BYTES:,} bytes for one indexed term",
+        _short(where),
+        None,
+    )
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _short(path: str) -> str:
+    return path if len(path) <= _SHOW_CHARS else f"{path[:_SHOW_CHARS]}..."
+
+
+def _uuid(key: str, raw: Any) -> str:
+    uuid = _text(key, raw).strip()
+    if _bytes(uuid) > MAX_UUID_BYTES:
+        raise InvalidEvent(
+            f"uuid: {_show(raw)} is {_bytes(uuid):,} bytes, more than the {MAX_UUID_BYTES} of an Elasticsearch id",
+            "uuid",
+            raw,
+        )
+    if not _UUID.fullmatch(uuid):
+        raise InvalidEvent(f"uuid: {_show(raw)} is not a usable run id (expected {_UUID_RULE})", "uuid", raw)
+    return uuid
 
 
 # -- field access and conversions ----------------------------------------------------------------
@@ -333,13 +532,17 @@ _ISO = re.compile(
     r"(?P<zone>Z|[+-]\d{2}:?\d{2})?",
     re.IGNORECASE,
 )
+_MAX_COUNT = 2**53  # exact in every JSON reader
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 def parse_date(value: Any, field: str = "date") -> datetime:
     """ISO 8601 (with or without fraction, ``Z`` or offset; naive means UTC) or unix seconds -> UTC."""
     if isinstance(value, datetime):
-        return _utc(value)
+        try:
+            return _utc(value)
+        except OverflowError:
+            raise InvalidEvent(f"{field}: {_show(value)} is not a date (out of range in UTC)", field, value) from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _from_epoch(value, field, value)
     if isinstance(value, str):
@@ -356,7 +559,7 @@ def parse_date(value: Any, field: str = "date") -> datetime:
                 zone = f"{zone[:3]}:{zone[3:]}"
             try:
                 return _utc(datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{zone}"))
-            except ValueError:
+            except (ValueError, OverflowError):  # e.g. month 13, or year 9999 west of UTC
                 pass
     raise InvalidEvent(f"{field}: {_show(value)} is not a date (expected ISO 8601 or unix seconds)", field, value)
 
@@ -398,6 +601,8 @@ def _count(key: str, raw: Any) -> int:
         raise InvalidEvent(f"{key}: {_show(raw)} is not a whole number (expected a count of nodes)", key, raw)
     if value < 0:
         raise InvalidEvent(f"{key}: {_show(raw)} is negative (expected a count of nodes)", key, raw)
+    if value > _MAX_COUNT:
+        raise InvalidEvent(f"{key}: {_show(raw)} is too large (expected a count of nodes)", key, raw)
     return value
 
 
@@ -450,8 +655,20 @@ def _check_size(encoded: bytes, field: str) -> None:
 
 def _show(value: Any) -> str:
     """A short one-line repr, so a 2 MB value cannot flood a log line."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more than 4,300 digits
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= _SHOW_CHARS else f"{text[:_SHOW_CHARS]}...({len(text):,} chars)"
+
+
+def _span(delta: timedelta) -> str:
+    """A duration as people say it: '90 s', '42 min', '36 h', '8.2 days', '8,030 years'."""
+    seconds = delta.total_seconds()
+    for unit, size, below in (("s", 1, 120), ("min", 60, 7200), ("h", 3600, 172_800), ("days", 86400, 63_115_200)):
+        if seconds < below:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 31_557_600:,.0f} years"
 
 
 def _one_line(err: BaseException) -> str:
@@ -465,14 +682,20 @@ def _type_name(value: Any) -> str:
 
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "FINISHED",
+    "MAX_DEPTH",
     "MAX_EVENT_BYTES",
+    "MAX_TERM_BYTES",
+    "MAX_UUID_BYTES",
     "SCHEMA_VERSION",
     "STARTED",
     "Event",
+    "EventLimits",
     "InvalidEvent",
     "Message",
     "Run",
+    "check_indexable",
     "decode_event",
     "encode_event",
     "format_date",

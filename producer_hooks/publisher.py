@@ -33,6 +33,13 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from producer_hooks.kafka_check import (
+    AUTHENTICATION_ERRORS,
+    KafkaRefused,
+    KafkaUnreachable,
+    check_connection,
+    describe_authentication_error,
+)
 from producer_hooks.events import Event, Message, encode_event
 from producer_hooks.settings import HookSettings
 from producer_hooks.spool import LockedSpool, Spool
@@ -58,6 +65,10 @@ class PublishError(Exception):
 class _Unavailable(Exception):
     """Kafka cannot take messages now (down, unreachable, timing out, refusing our credentials)."""
 
+    def __init__(self, reason: str, credentials_refused: bool = False) -> None:
+        super().__init__(reason)
+        self.credentials_refused = credentials_refused
+
 
 @dataclass(frozen=True)
 class PublishResult:
@@ -65,6 +76,7 @@ class PublishResult:
     spooled: bool  # the event was not sent; it waits in the spool for the next publish or flush
     pending: int  # events left in the spool after the call
     reason: str | None = None  # why Kafka could not be reached, when something was left behind
+    credentials_refused: bool = False  # Kafka refused our credentials: only fixing the settings helps
 
 
 class Publisher:
@@ -91,24 +103,30 @@ class Publisher:
         """
         message = encode_event(event)
         async with self.spool.locked() as spool:
-            delivered, reason = await self._drain(spool)
-            if reason is not None:
-                return self._spool_message(spool, message, delivered, reason)
+            delivered, outage = await self._drain(spool)
+            if outage is not None:
+                return self._spool_message(spool, message, delivered, outage)
         # The spool was empty: send without holding the lock, so one slow broker does not queue
         # every task of the worker behind us.
         try:
             await self._send(message)
         except _Unavailable as err:
             async with self.spool.locked() as spool:
-                return self._spool_message(spool, message, delivered, str(err))
+                return self._spool_message(spool, message, delivered, err)
         return PublishResult(delivered=delivered + 1, spooled=False, pending=0)
 
     async def flush(self) -> PublishResult:
         """Deliver what the spool holds, oldest first."""
         async with self.spool.locked() as spool:
-            delivered, reason = await self._drain(spool)
+            delivered, outage = await self._drain(spool)
             pending = len(spool.messages())
-        return PublishResult(delivered=delivered, spooled=False, pending=pending, reason=reason)
+        return PublishResult(
+            delivered=delivered,
+            spooled=False,
+            pending=pending,
+            reason=str(outage) if outage else None,
+            credentials_refused=bool(outage and outage.credentials_refused),
+        )
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
@@ -120,14 +138,14 @@ class Publisher:
         except Exception as err:  # noqa: BLE001 - closing must not hide the call's real outcome
             log.debug("Kafka producer did not stop cleanly: %s", err)
 
-    async def _drain(self, spool: LockedSpool) -> tuple[int, str | None]:
+    async def _drain(self, spool: LockedSpool) -> tuple[int, _Unavailable | None]:
         messages = spool.messages()
         delivered = 0
         for position, message in enumerate(messages):
             try:
                 await self._send(message)
             except _Unavailable as err:
-                return delivered, str(err)
+                return delivered, err
             except PublishError as err:
                 log.error("spooled event %s refused by Kafka, moved to %s: %s",
                           message.key.decode(), self.spool.rejected_path, err)
@@ -138,12 +156,13 @@ class Publisher:
             spool.keep(messages[position + 1 :])
         return delivered, None
 
-    def _spool_message(self, spool: LockedSpool, message: Message, delivered: int, reason: str) -> PublishResult:
+    def _spool_message(self, spool: LockedSpool, message: Message, delivered: int, outage: _Unavailable) -> PublishResult:
         spool.append(message)
         pending = len(spool.messages())
         log.warning("Kafka unavailable (%s); event %s spooled to %s (%d pending)",
-                    reason, message.key.decode(), self.spool.path, pending)
-        return PublishResult(delivered=delivered, spooled=True, pending=pending, reason=reason)
+                    outage, message.key.decode(), self.spool.path, pending)
+        return PublishResult(delivered=delivered, spooled=True, pending=pending, reason=str(outage),
+                             credentials_refused=outage.credentials_refused)
 
     async def _send(self, message: Message) -> None:
         timeout = self.settings.timeout_s
@@ -164,9 +183,21 @@ class Publisher:
             )
         except _POISON as err:
             raise PublishError(f"Kafka refused event {message.key.decode()!r}: {_describe(err)}") from err
+        except AUTHENTICATION_ERRORS as err:  # after bootstrap, e.g. on a new connection to a partition leader
+            await self.close()
+            reason = f"{self.settings.kafka.bootstrap_servers}: {describe_authentication_error(err, self.settings.kafka)}"
+            raise _Unavailable(reason, credentials_refused=True) from err
         except (KafkaError, OSError, asyncio.TimeoutError) as err:
             # Start afresh next time: a producer that failed to bootstrap cannot be restarted.
             await self.close()
+            if isinstance(err, KafkaConnectionError) and self.settings.kafka.security_protocol != "PLAINTEXT":
+                # aiokafka says "unable to bootstrap" whatever the cause: ask once what it was.
+                try:
+                    await check_connection(self.settings.kafka, timeout)
+                except KafkaRefused as refused:
+                    raise _Unavailable(refused.reason, refused.credentials) from err
+                except KafkaUnreachable:
+                    pass
             raise _Unavailable(_describe(err, self.settings)) from err
 
 

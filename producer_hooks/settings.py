@@ -10,12 +10,20 @@ Secrets (SASL passwords, API keys, tokens) are read from ``NAME`` or from the fi
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from producer_hooks.redaction import redact_url_value
+
+from producer_hooks.events import DEFAULT_LIMITS, EventLimits
 
 Env = Mapping[str, str]
 N = TypeVar("N", int, float)
@@ -108,13 +116,47 @@ def env_choice(env: Env, name: str, default: str, choices: tuple[str, ...]) -> s
     return value
 
 
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``scheme://user:password@host/path`` into the URL without its userinfo, the user name and the
+    password (percent-decoded; ``None`` when absent). A password may hold an unencoded ``@``: the
+    host starts after the last one."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None, None
+    user, colon, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=hostport)), unquote(user) or None, unquote(password) if colon else None
+
+
 def env_url(env: Env, name: str, default: str | None) -> str | None:
+    """An http(s) URL without credentials (see :func:`env_url_credentials` for one that may carry some)."""
+    url, user, password = env_url_credentials(env, name, default)
+    if user is not None or password is not None:
+        raise SettingsError(f"{name} must not carry credentials (user:password@)")
+    return url
+
+
+def env_url_credentials(env: Env, name: str, default: str | None) -> tuple[str | None, str | None, Secret | None]:
+    """An http(s) URL, and the user name and password it carried, taken out of it here, once, so no
+    URL the product holds contains a secret. Errors echo the value with its userinfo masked."""
     value = env_str(env, name, default)
     if value is None:
-        return None
+        return None, None, None
+    shown = redact_url_value(value)
     if not value.startswith(("http://", "https://")):
-        raise SettingsError(f"{name}={value!r} is not an http:// or https:// URL")
-    return value.rstrip("/")
+        raise SettingsError(f"{name}={shown!r} is not an http:// or https:// URL")
+    url, user, password = split_userinfo(value)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = None
+    # An "@" after the host is a password cut short by an unencoded "/", "?" or "#".
+    if parts is None or "@" in url:
+        raise SettingsError(f"{name}={shown!r} is not a valid URL (a / ? or # in its user name or password must be percent-encoded)")
+    if not parts.hostname:
+        raise SettingsError(f"{name}={shown!r} has no host")
+    return url.rstrip("/"), user, Secret(password) if password is not None else None
 
 
 def env_path(env: Env, name: str, default: Path | None = None, *, must_exist: bool = False) -> Path | None:
@@ -190,6 +232,9 @@ class KafkaSettings:
             )
         return settings
 
+    def secrets(self) -> tuple[Secret, ...]:
+        return (self.sasl_password,) if self.sasl_password is not None else ()
+
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
         options: dict[str, Any] = {
@@ -205,6 +250,25 @@ class KafkaSettings:
         return options
 
 
+# -- event limits: shared by the hooks (which refuse) and the consumer (which dead-letters) ------
+
+
+def limits_from_env(env: Env) -> EventLimits:
+    """The event limits, with the longest run window from ``RUN_WINDOW_MAX_HOURS`` (default 168)."""
+    name = "RUN_WINDOW_MAX_HOURS"
+    raw = env_str(env, name)
+    if raw is None:
+        return DEFAULT_LIMITS
+    try:
+        hours = float(raw)
+        if not math.isfinite(hours) or hours <= 0:
+            raise ValueError
+        window = timedelta(hours=hours)
+    except (ValueError, OverflowError):
+        raise SettingsError(f"{name}={raw!r} is not a positive number of hours") from None
+    return dataclasses.replace(DEFAULT_LIMITS, max_window=window)
+
+
 def default_spool_path(env: Env) -> Path:
     state = env_str(env, "XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "report-hook" / "spool.jsonl"
@@ -212,11 +276,16 @@ def default_spool_path(env: Env) -> Path:
 
 @dataclass(frozen=True)
 class HookSettings:
-    """What a publishing pipeline step needs: the broker, and where to keep events it cannot send."""
+    """What a publishing pipeline step needs: the broker, where to keep events it cannot send, and
+    the limits the consumer will apply to them."""
 
     kafka: KafkaSettings = KafkaSettings()
     spool_path: Path = Path("spool.jsonl")
     timeout_s: float = 15.0
+    limits: EventLimits = DEFAULT_LIMITS
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return self.kafka.secrets()
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> HookSettings:
@@ -225,4 +294,5 @@ class HookSettings:
             kafka=KafkaSettings.from_env(env),
             spool_path=env_path(env, "REPORT_HOOK_SPOOL", default_spool_path(env)),  # type: ignore[arg-type]
             timeout_s=env_float(env, "REPORT_HOOK_TIMEOUT", cls.timeout_s, minimum=0.1),
+            limits=limits_from_env(env),
         )

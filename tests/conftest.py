@@ -17,6 +17,8 @@ from consumer.elastic import connect
 from consumer.settings import Settings
 from consumer.topics import TopicSpec, delete_topics, ensure_topics
 from producer_hooks.settings import HookSettings
+from tests.support.prometheus import prometheus_with_basic_auth
+from tests.support.secure import SecureServers, secure_servers
 from tests.support.services import external, service_env, services
 
 
@@ -76,3 +78,21 @@ def hook_settings(settings: Settings, tmp_path) -> HookSettings:
 async def es(settings: Settings):
     async with connect(settings.es) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def secure(tmp_path_factory) -> SecureServers:
+    """Kafka with TLS and SCRAM listeners and Prometheus over HTTPS, on ports of their own, started
+    once for the tests that need them."""
+    if external():
+        pytest.skip("starts native servers of its own")
+    with secure_servers(tmp_path_factory.mktemp("tls-run")) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def basic_auth_prometheus(tmp_path_factory) -> str:
+    """The URL (without credentials) of a Prometheus of its own that answers only requests with HTTP
+    basic auth (tests.support.prometheus.BASIC_AUTH_USER / BASIC_AUTH_PASSWORD)."""
+    with prometheus_with_basic_auth(tmp_path_factory.mktemp("basic-auth-prometheus")) as url:
+        yield url

@@ -129,13 +129,34 @@ async def test_finished_status_follows_the_callback_and_keeps_a_precise_failure_
 
 async def test_a_finished_task_without_end_date_yet_ends_now(hook_settings: HookSettings, unique: str) -> None:
     callbacks = report_callbacks(settings=hook_settings, uuid_xcom_task="generate-uuid")
+    started = datetime.now(timezone.utc) - timedelta(minutes=20)
     before = datetime.now(timezone.utc)
-    await call(callbacks, "on_failure_callback", airflow_context(benchmark_task(unique, state="failed", end_date=None)))
+    await call(callbacks, "on_failure_callback",
+               airflow_context(benchmark_task(unique, state="failed", start_date=started, end_date=None)))
     after = datetime.now(timezone.utc)
 
     [event] = events_of(await read_topic(hook_settings.kafka, hook_settings.kafka.topic, 1))
     assert event.run.end is not None and before <= event.run.end <= after
-    assert event.run.start == STARTED_AT
+    assert event.run.start == started
+
+
+async def test_a_window_the_consumer_would_refuse_is_logged_and_not_published(
+    hook_settings: HookSettings, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="producer_hooks")
+    callbacks = report_callbacks(settings=hook_settings, uuid_xcom_task="generate-uuid")
+    ahead = datetime.now(timezone.utc) + timedelta(hours=1)  # a worker whose clock runs an hour fast
+
+    # Started long ago and ending now: longer than the 7 days a run may last.
+    await call(callbacks, "on_failure_callback", airflow_context(benchmark_task(unique, state="failed", end_date=None)))
+    await call(callbacks, "on_success_callback", airflow_context(benchmark_task(unique, state="success", end_date=ahead)))
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2 and all(m.startswith("run report: finished event not published: end_date: ") for m in messages)
+    assert "a run may last at most 7 days (RUN_WINDOW_MAX_HOURS)" in messages[0]
+    assert "in the future (now is " in messages[1]
+    assert await topic_size(hook_settings.kafka, hook_settings.kafka.topic) == 0
+    assert not hook_settings.spool_path.exists()
 
 
 async def test_explicit_templated_and_callable_values_are_resolved_at_callback_time(

@@ -19,7 +19,7 @@ from producer_hooks.publisher import publish
 from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.es import index_docs
 from tests.support.kafka import read_topic
-from tests.support.kubeburner import compared, expected_jobs, kube_burner_run
+from tests.support.kubeburner import compared, expected_jobs, kube_burner_run, run_documents
 from tests.support.metadata import camel_doc, run_doc, snake_doc
 from tests.support.prometheus import Series, load_series
 
@@ -218,3 +218,22 @@ async def test_malformed_events_go_to_the_dead_letter_topic_and_the_rest_are_rep
         assert headers["dead-letter-topic"] == settings.kafka.topic.encode()
     reasons = {dict(r.headers)["dead-letter-reason"].decode() for r in parked}
     assert any("uuid" in reason for reason in reasons), reasons
+
+
+async def test_a_late_event_still_waits_for_its_results(settings: Settings, hook_settings, es, unique: str, tmp_path):
+    # The run ended an hour ago, far past RESULTS_DEADLINE, but its event arrives only now (sent
+    # from a hook's spool, say): its results, indexed a few seconds later, are in its report.
+    end = int(time.time()) - 3600
+    uuid = f"{unique}-late"
+    doc = run_doc(uuid, cluster=f"c-{unique}", benchmark="node-density", status="success", start=end - 900, end=end)
+    results = run_documents(uuid, datetime.fromtimestamp(end - 900, timezone.utc), {"node-density": 7})
+    async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
+        await publish(make_event(doc), hook_settings)
+        await asyncio.sleep(5)
+        await index_docs(es, settings.results_index, results)
+        reports = await wait_for_reports(es, settings.report_index, {uuid}, timeout=60, consumer=consumer)
+        assert await consumer.stop() == 0
+    report = reports[uuid]
+    assert report["report"]["status"] == "complete", report["report"]
+    elapsed = {d["elapsedTime"] for d in results if d["metricName"] == "jobSummary"}
+    assert {job["elapsed_s"] for job in report["jobs"]} == elapsed

@@ -1,25 +1,31 @@
 """``report-hook`` as a pipeline step runs it: a separate process, settings from the environment.
 
-Exit status 0 when published or spooled, 1 when ``flush`` leaves events behind, 2 with one line on
-stderr for bad input; bad input publishes nothing.
+Exit status 0 when published or spooled, 1 when ``flush`` leaves events behind or Kafka refuses the
+credentials, 2 with one line on stderr for bad input (absurd run windows included); bad input
+publishes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pytest
 
+from consumer.topics import TopicSpec, ensure_topics
 from producer_hooks.cli import ENV_FIELDS
 from producer_hooks.events import Event, decode_event, make_event
-from producer_hooks.settings import HookSettings
+from producer_hooks.settings import HookSettings, limits_from_env
+from producer_hooks.spool import Spool
 from tests.support.kafka import read_topic, topic_size
-from tests.support.services import services
 from tests.support.metadata import camel_doc, snake_doc
+from tests.support.services import services
+from tests.support.secure import PASSWORD, SecureServers
 
 UNREACHABLE = "127.0.0.1:1"
 
@@ -181,6 +187,73 @@ async def test_unreadable_file_and_empty_environment_exit_2(hook_settings: HookS
     assert await topic_size(hook_settings.kafka, hook_settings.kafka.topic) == 0
 
 
+# -- absurd run windows ---------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _absurd(case: str) -> tuple[tuple[str, ...], dict, dict, str]:
+    """(args before the file, document or None for --from-env, environment, what stderr says)."""
+    now = datetime.now(timezone.utc)
+    ended = now - timedelta(minutes=1)
+    if case == "1970-to-9999":
+        doc = snake_doc(start_date="1970-01-01T00:00:00Z", end_date="9999-12-31T23:59:59Z", job_duration="")
+        return (), doc, {}, "start_date: '1970-01-01T00:00:00Z' is before 2000-01-01T00:00:00Z"
+    if case == "unset-start-from-env":  # export START_DATE="${START:-0}"
+        env = {"UUID": "abc123-0", "JOB_STATUS": "success", "START_DATE": "0", "END_DATE": _iso(ended)}
+        return ("--from-env",), None, env, "start_date: '0' is before 2000-01-01T00:00:00Z, the earliest date " \
+            "accepted (unix time 0: is the variable that sets it unset?)"
+    if case == "unset-unix-start":  # jq --argjson start "${START:-0}"
+        doc = {k: v for k, v in camel_doc(startDateUnixTimestamp=0, endDate=_iso(ended)).items() if k != "startDate"}
+        return (), doc, {}, "startDateUnixTimestamp: 0 is before 2000-01-01T00:00:00Z"
+    if case == "8-day-window":
+        doc = snake_doc(start_date=_iso(ended - timedelta(days=8)), end_date=_iso(ended), job_duration="")
+        return (), doc, {}, f"end_date: '{_iso(ended)}' is 8 days after start_date"
+    if case == "window-over-RUN_WINDOW_MAX_HOURS":
+        doc = snake_doc(start_date=_iso(ended - timedelta(hours=3)), end_date=_iso(ended), job_duration="")
+        return (), doc, {"RUN_WINDOW_MAX_HOURS": "2"}, "is 3 h after start_date"
+    if case == "end-an-hour-ahead":
+        doc = snake_doc(start_date=_iso(now - timedelta(hours=1)), end_date=_iso(now + timedelta(hours=1)))
+        return (), doc, {}, "is 60 min in the future (now is "
+    raise AssertionError(case)
+
+
+ABSURD = ["1970-to-9999", "unset-start-from-env", "unset-unix-start", "8-day-window", "window-over-RUN_WINDOW_MAX_HOURS",
+          "end-an-hour-ahead"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ABSURD)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["publish", "dry-run"])
+async def test_absurd_run_windows_exit_2_naming_the_date_and_publish_nothing(
+    hook_settings: HookSettings, tmp_path: Path, case: str, dry_run: bool
+) -> None:
+    args, doc, env, says = _absurd(case)
+    files = () if doc is None else (write(tmp_path, doc),)
+    done = hook(hook_settings, "publish", *(("--dry-run",) if dry_run else ()), *args, *files, env=env)
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("report-hook: invalid event: ") and done.stderr.count("\n") == 1
+    assert says in done.stderr, done.stderr
+    assert await topic_size(hook_settings.kafka, hook_settings.kafka.topic) == 0
+    assert not hook_settings.spool_path.exists()
+
+
+async def test_a_long_window_within_run_window_max_hours_is_published(
+    hook_settings: HookSettings, tmp_path: Path, unique: str
+) -> None:
+    ended = datetime.now(timezone.utc) - timedelta(minutes=1)
+    doc = snake_doc(unique, start_date=_iso(ended - timedelta(days=9)), end_date=_iso(ended), job_duration="")
+
+    done = hook(hook_settings, "publish", write(tmp_path, doc), env={"RUN_WINDOW_MAX_HOURS": "240"})
+
+    assert done.returncode == 0, done.stderr
+    [record] = await read_topic(hook_settings.kafka, hook_settings.kafka.topic, 1)
+    ten_days = limits_from_env({"RUN_WINDOW_MAX_HOURS": "240"})  # the consumer must be told the same
+    assert decode_event(record.key, record.value, record.headers, limits=ten_days) == make_event(doc, limits=ten_days)
+
+
 # -- outages --------------------------------------------------------------------------------------
 
 
@@ -267,3 +340,36 @@ async def test_broker_outage_spools_and_flush_delivers_every_event_once_in_order
     for uuid in runs:
         mine = [record for record in records if record.key == uuid.encode()]
         assert events_of(mine) == [make_event(doc) for doc in docs if doc["uuid"] == uuid]
+
+
+@pytest.mark.slow
+async def test_refused_credentials_spool_the_event_and_exit_1_saying_authentication_failed(
+    secure: SecureServers, hook_settings: HookSettings, tmp_path: Path, unique: str
+) -> None:
+    kafka = dataclasses.replace(secure.kafka(), topic=f"auth-runs-{unique}")
+    await ensure_topics(kafka, {kafka.topic: TopicSpec(partitions=1)})
+    wrong = {**secure.kafka_env(password="not-the-password"), "RUNS_TOPIC": kafka.topic}
+    doc = snake_doc(unique)
+
+    refused = hook(hook_settings, "publish", write(tmp_path, doc), env=wrong)
+    still_refused = hook(hook_settings, "flush", env=wrong)
+
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        f"report-hook: Kafka refused the credentials ({kafka.bootstrap_servers}: authentication failed for user "
+        "'reports' with SCRAM-SHA-256 (Authentication failed during authentication due to invalid credentials with "
+        f"SASL mechanism SCRAM-SHA-256)); finished event of run {unique} spooled to {hook_settings.spool_path} "
+        "(1 pending); fix the KAFKA_SASL_* settings, then `report-hook flush`\n"
+    )
+    assert still_refused.returncode == 1 and still_refused.stderr.count("\n") == 1
+    assert still_refused.stderr.startswith("report-hook: Kafka refused the credentials (")
+    assert "authentication failed" in still_refused.stderr and "1 still spooled" in still_refused.stderr
+    for done in (refused, still_refused):
+        assert "not-the-password" not in done.stderr and "cannot connect" not in done.stderr
+    async with Spool(hook_settings.spool_path).locked() as spool:
+        [message] = spool.messages()
+    assert decode_event(message.key, message.value, message.headers) == make_event(doc)
+
+    fixed = hook(hook_settings, "flush", env={**wrong, "KAFKA_SASL_PASSWORD": PASSWORD})
+    assert (fixed.returncode, fixed.stdout) == (0, f"flushed 1 event(s) to {kafka.topic}; spool empty\n"), fixed.stderr
+    assert events_of(await read_topic(kafka, kafka.topic, 1)) == [make_event(doc)]

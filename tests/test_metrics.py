@@ -188,6 +188,26 @@ async def test_no_more_than_concurrency_requests_are_in_flight(loaded: Settings,
     assert [entry["samples"] for entry in outcome.metrics] == [HOUR // STEP + 1] * 10
 
 
+async def test_queries_past_the_run_budget_are_not_asked_and_say_so(loaded: Settings):
+    requests: list = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_start(session, context, params):
+        requests.append(params)
+
+    trace.on_request_start.append(on_start)
+    queries = tuple(Query(f"q{i}", f"sum({METRIC}{{$cluster}}) + {i}") for i in range(5))
+    async with Thanos(loaded.thanos, retry(), trace_configs=[trace]) as thanos:
+        outcome = await collect_metrics(thanos, [Profile("many", 1, queries)], LABEL, CLUSTER, utc(START), utc(END),
+                                        2, max_queries=3)
+    assert len(requests) == 3
+    assert [m["name"] for m in outcome.metrics] == ["q0", "q1", "q2", "q3", "q4"]
+    assert [m["status"] for m in outcome.metrics] == ["ok", "ok", "ok", "error", "error"]
+    assert [m["error"] for m in outcome.metrics[3:]] == [
+        "not asked: the run's budget is 3 queries (THANOS_MAX_QUERIES)"] * 2
+    assert len(outcome.errors) == 2
+
+
 async def test_thanos_unavailable_propagates(unused_tcp_port: int):
     settings = ThanosSettings(url=f"http://127.0.0.1:{unused_tcp_port}", timeout_s=2)
     queries = tuple(Query(f"q{i}", f"up{{$cluster}} + {i}") for i in range(6))

@@ -20,7 +20,7 @@ from producer_hooks.publisher import Publisher, PublishResult, flush, publish, p
 from producer_hooks.settings import HookSettings
 from producer_hooks.spool import Spool
 from tests.support.kafka import read_topic, topic_size
-from tests.support.metadata import camel_doc, snake_doc
+from tests.support.metadata import camel_doc, filler, snake_doc
 
 UNREACHABLE = "127.0.0.1:1"  # nothing listens there
 
@@ -178,7 +178,7 @@ async def test_a_torn_spool_line_is_set_aside_without_losing_its_neighbours(hook
 async def test_an_event_too_large_to_encode_is_refused_before_touching_kafka_or_spool(
     hook_settings: HookSettings, unique: str
 ) -> None:
-    doc = snake_doc(unique, blob="x" * (MAX_EVENT_BYTES - len(orjson.dumps(snake_doc(unique))) - 20))
+    doc = snake_doc(unique, blob=filler(MAX_EVENT_BYTES - len(orjson.dumps(snake_doc(unique))) - 20))
     with pytest.raises(InvalidEvent, match=r"^event: "):
         await publish(make_event(doc), hook_settings)
     assert not hook_settings.spool_path.exists()

@@ -181,3 +181,24 @@ async def test_stale_only_rebuilds_exactly_the_reports_of_a_changed_profile(
         assert reports[doc["uuid"]]["_version"] == 2
     for doc in others:
         assert reports[doc["uuid"]]["_version"] == 1
+
+
+async def test_partial_reports_rebuilt_from_the_same_inputs_get_no_new_version(
+    settings: Settings, hook_settings, es, unique: str, tmp_path
+):
+    # Results that never came: the live consumer waited for them, the replays do not; the reports
+    # say the same either way, so nothing is rewritten.
+    settings = dataclasses.replace(settings, results_deadline_s=3.0)
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=21)
+    docs = [metadata(f"{unique}-{i}", f"c-{unique}", "node-density", start) for i in range(3)]
+    await publish_runs(hook_settings, docs)
+    uuids = {doc["uuid"] for doc in docs}
+    async with running_consumer(settings, tmp_path / "run.log") as live:
+        built = await wait_for_reports(es, settings.report_index, uuids, timeout=90, consumer=live)
+        assert await live.stop() == 0
+    assert all(report["report"]["status"] == "partial" for report in built.values())
+    for _ in range(2):
+        code, out = await cli(settings, "replay")
+        assert code == 0 and summary(out)["unchanged"] == "3", out
+    again = await wait_for_reports(es, settings.report_index, uuids, timeout=10)
+    assert {u: r["_version"] for u, r in again.items()} == {u: 1 for u in uuids}

@@ -20,7 +20,17 @@ import pytest
 from consumer.profiles import render
 from consumer.retry import RetryPolicy
 from consumer.settings import Settings, ThanosSettings
-from consumer.thanos import MAX_POINTS, QueryError, Thanos, ThanosError, ThanosUnavailable, chunk_windows, prom_time, to_ms
+from consumer.thanos import (
+    MAX_POINTS,
+    QueryError,
+    Thanos,
+    ThanosError,
+    ThanosUnavailable,
+    budget_step,
+    chunk_windows,
+    prom_time,
+    to_ms,
+)
 from producer_hooks.settings import Secret
 from tests.support.prometheus import Series, load_series
 
@@ -194,6 +204,36 @@ async def test_a_forty_hour_window_is_chunked_and_equals_the_samples(loaded: Set
     [series] = result.series
     assert (series.samples, series.max) == (want_count, want_max)
     assert series.avg == pytest.approx(want_avg, rel=1e-12)
+
+
+async def test_a_window_past_the_point_budget_is_evaluated_at_a_coarser_step_in_one_request(loaded: Settings):
+    # The same 40 h window with a budget of 1,000 points per series: one request, a step that is
+    # a multiple of THANOS_STEP, and the numbers of exactly the grid points evaluated.
+    requests: list[dict] = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_start(session, context, params):
+        requests.append(params)
+
+    trace.on_request_start.append(on_start)
+    budget = dataclasses.replace(loaded.thanos, max_points=1000)
+    async with Thanos(budget, RetryPolicy(attempts=3, max_wait_s=1.0), trace_configs=[trace]) as thanos:
+        result = await thanos.summarize(selector(CLUSTER_LONG), utc(T0), utc(T0 + LONG))
+    step = budget_step(T0 * 1000, (T0 + LONG) * 1000, STEP * 1000, 1000) // 1000
+    assert step % STEP == 0 and LONG // step + 1 <= 1000 < LONG // (step - STEP) + 1
+    assert len(requests) == 1 and result.step_s == step
+    values = [v for t, v in DATA[CLUSTER_LONG, "a"] if T0 <= t <= T0 + LONG and (t - T0) % step == 0]
+    [series] = result.series
+    assert (series.samples, series.max) == (len(values), max(values))
+    assert series.avg == pytest.approx(sum(values) / len(values), rel=1e-12)
+
+
+def test_the_budget_step_is_the_configured_step_until_the_window_needs_more_points():
+    assert budget_step(0, 3_600_000, 10_000, 65_000) == 10_000
+    assert budget_step(0, 7 * 86_400_000, 10_000, 65_000) == 10_000  # a week fits at 10 s
+    assert budget_step(0, 30 * 86_400_000, 10_000, 65_000) == 40_000
+    assert budget_step(0, 8000 * 365 * 86_400_000, 10_000, 65_000) // 10_000 * 10_000 == \
+        budget_step(0, 8000 * 365 * 86_400_000, 10_000, 65_000)
 
 
 async def test_a_hostile_cluster_name_matches_only_its_own_series(thanos: Thanos):

@@ -1,11 +1,9 @@
-"""TLS end to end: a broker with TLS and SCRAM listeners and a Prometheus serving HTTPS only, started by
-`PERF_REPORTS_TLS=1 scripts/services` on ports of their own, with certificates from a local CA."""
+"""TLS end to end: a broker with TLS and SCRAM listeners and a Prometheus serving HTTPS only (the
+`secure` fixture, tests/support/secure.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,48 +15,13 @@ from consumer.thanos import Thanos, ThanosError
 from consumer.topics import TopicSpec, ensure_topics
 from producer_hooks.events import make_event
 from producer_hooks.publisher import publish
-from producer_hooks.settings import HookSettings, KafkaSettings, Secret
+from producer_hooks.settings import HookSettings
 from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.kafka import read_topic
 from tests.support.prometheus import Series, openmetrics
-from tests.support.services import SCRIPT, external
+from tests.support.secure import PASSWORD, SecureServers
 
 pytestmark = pytest.mark.slow
-
-PASSWORD = "scram-test-password"
-PORTS = {"KAFKA_PORT": "29092", "KAFKA_CONTROLLER_PORT": "29093", "KAFKA_SSL_PORT": "29094",
-         "KAFKA_SASL_SSL_PORT": "29095", "PROMETHEUS_PORT": "29090"}
-
-
-@dataclasses.dataclass
-class SecureServers:
-    env: dict[str, str]
-    ca: Path
-
-    def services(self, *args: str) -> str:
-        result = subprocess.run([str(SCRIPT), *args], env=self.env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def kafka(self, protocol: str = "SASL_SSL", password: str = PASSWORD, ca: Path | None = None) -> KafkaSettings:
-        port = PORTS["KAFKA_SASL_SSL_PORT"] if protocol == "SASL_SSL" else PORTS["KAFKA_SSL_PORT"]
-        return KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", security_protocol=protocol,
-                             sasl_mechanism="SCRAM-SHA-256", sasl_username="reports", sasl_password=Secret(password),
-                             ssl_cafile=ca or self.ca)
-
-
-@pytest.fixture(scope="module")
-def secure(tmp_path_factory) -> SecureServers:
-    if external():
-        pytest.skip("starts native servers of its own")
-    run = tmp_path_factory.mktemp("tls-run")
-    servers = SecureServers({**os.environ, **PORTS, "PERF_REPORTS_RUN": str(run), "PERF_REPORTS_TLS": "1",
-                             "KAFKA_SCRAM_PASSWORD": PASSWORD}, run / "tls" / "ca.pem")
-    try:
-        servers.services("up", "kafka", "prometheus")
-        yield servers
-    finally:
-        servers.services("reset")
 
 
 async def test_events_travel_over_tls_with_scram_and_bad_credentials_or_trust_are_refused(secure: SecureServers, unique: str, tmp_path):
@@ -73,14 +36,16 @@ async def test_events_travel_over_tls_with_scram_and_bad_credentials_or_trust_ar
     wrong_password = dataclasses.replace(secure.kafka(password="not-the-password"), topic=kafka.topic)
     refused = await publish(make_event({**doc, "uuid": f"{unique}-refused"}),
                             HookSettings(kafka=wrong_password, spool_path=tmp_path / "pw.jsonl", timeout_s=10))
-    assert refused.spooled and refused.reason
-    assert "not-the-password" not in refused.reason
+    assert refused.spooled and refused.credentials_refused
+    assert "authentication failed for user 'reports' with SCRAM-SHA-256" in (refused.reason or "")
+    assert "not-the-password" not in (refused.reason or "")
 
     system_trust = Path("/etc/ssl/certs/ca-certificates.crt")
     untrusted = dataclasses.replace(secure.kafka("SSL", ca=system_trust), topic=kafka.topic)
     rejected = await publish(make_event({**doc, "uuid": f"{unique}-untrusted"}),
                              HookSettings(kafka=untrusted, spool_path=tmp_path / "ca.jsonl", timeout_s=10))
-    assert rejected.spooled
+    assert rejected.spooled and not rejected.credentials_refused  # named, but not a matter of credentials
+    assert "TLS handshake failed: CERTIFICATE_VERIFY_FAILED" in (rejected.reason or "")
 
     over_ssl = dataclasses.replace(secure.kafka("SSL"), topic=kafka.topic)
     records = await read_topic(over_ssl, kafka.topic, 1, timeout=20)
@@ -88,7 +53,7 @@ async def test_events_travel_over_tls_with_scram_and_bad_credentials_or_trust_ar
 
 
 async def test_thanos_over_https_needs_its_ca(secure: SecureServers, service_settings: Settings):
-    trusted = dataclasses.replace(service_settings.thanos, url=f"https://127.0.0.1:{PORTS['PROMETHEUS_PORT']}", ca_file=secure.ca)
+    trusted = dataclasses.replace(service_settings.thanos, url=secure.prometheus_url, ca_file=secure.ca)
     now = datetime.now(timezone.utc)
     async with Thanos(trusted, service_settings.retry) as thanos:
         result = await thanos.summarize("vector(1)", now.replace(microsecond=0), now.replace(microsecond=0))
@@ -119,7 +84,7 @@ async def test_a_report_is_built_with_kafka_over_scram_and_thanos_over_https(
     tls_settings = dataclasses.replace(
         settings, kafka=kafka, dead_letter_topic=f"{kafka.topic}.dead-letter", profile_dir=profiles,
         benchmark_profiles=(("*", ("tls",)),),
-        thanos=dataclasses.replace(settings.thanos, url=f"https://127.0.0.1:{PORTS['PROMETHEUS_PORT']}", ca_file=secure.ca))
+        thanos=dataclasses.replace(settings.thanos, url=secure.prometheus_url, ca_file=secure.ca))
     await ensure_topics(kafka, {kafka.topic: TopicSpec(3), tls_settings.dead_letter_topic: TopicSpec(1)})
     doc = {"uuid": f"{unique}-secure", "cluster_name": cluster, "build_tag": "mystery-bench", "job_status": "success",
            "start_date": datetime.fromtimestamp(start, timezone.utc).isoformat(),

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from elasticsearch import AsyncElasticsearch
@@ -78,6 +79,25 @@ async def run_cli(settings: Settings, *args: str, timeout: float = 300) -> tuple
     if process.returncode != 0:
         print(err.decode()[-5000:])
     return process.returncode, out.decode()
+
+
+@dataclass(frozen=True)
+class Completed:
+    code: int
+    out: str
+    err: str
+
+
+async def command(module: str, *args: str, env: dict[str, str], timeout: float = 120, stdin: bytes | None = None) -> Completed:
+    """``python -m MODULE ARGS`` (``consumer.cli``, ``producer_hooks.cli``) with exactly ``env``, to
+    the end: everything a user would see of it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 @asynccontextmanager

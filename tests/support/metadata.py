@@ -78,6 +78,14 @@ def camel_doc(uuid: str = "6f1b1e0e-0000-4000-8000-000000000002", **changes: obj
     return doc
 
 
+def filler(json_bytes: int, chunk: int = 30_000) -> list[str]:
+    """Strings that take exactly ``json_bytes`` (at least 5) as a JSON array, each short enough for
+    the report index, for documents near the size limit."""
+    count = -(-(json_bytes - 1) // (chunk + 3))  # each string costs its quotes and a comma (or a bracket)
+    payload = json_bytes - 3 * count - 1
+    return ["x" * (payload // count + (1 if n < payload % count else 0)) for n in range(count)]
+
+
 def iso(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat()
 

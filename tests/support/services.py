@@ -34,3 +34,12 @@ def external() -> bool:
     """PERF_REPORTS_EXTERNAL_SERVICES=1: the servers are already running (e.g. docker compose),
     reached through the environment's own settings; the tests then start and stop nothing."""
     return os.environ.get("PERF_REPORTS_EXTERNAL_SERVICES") == "1"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (connections to it are refused at once)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
