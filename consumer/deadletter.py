@@ -1,34 +1,94 @@
-"""The dead-letter topic: events we could not turn into reports, with the reason in headers."""
+"""The dead-letter topic: events we could not turn into reports, with the reason in headers.
+
+Every copy fits: a record the broker accepted can be larger than what the producer may send once
+the reason headers are added, so the copy's value (then its original headers, then its key) is cut
+to fit, with a header saying how large it was. A record that could not even be read is parked as a
+message without key or value whose headers say where it is. The original stays in the runs topic.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from consumer.records import Unreadable
 from consumer.settings import Settings
+from consumer.topics import max_message_bytes
+from producer_hooks.kafka_errors import unavailable
 
 log = logging.getLogger(__name__)
 
+Headers = list[tuple[str, "bytes | None"]]
 
-def dead_letter_headers(record: ConsumerRecord, reason: str) -> list[tuple[str, bytes]]:
-    """The original headers, plus where the event came from and why it is here."""
+# aiokafka's default: the producer refuses larger messages before the broker sees them.
+MAX_REQUEST_SIZE = 1048576
+MAX_REASON_BYTES = 4000
+
+TRUNCATED = "dead-letter-truncated"  # the value was cut; the header holds its original size in bytes
+KEY_TRUNCATED = "dead-letter-key-truncated"  # the same for the key
+HEADERS_DROPPED = "dead-letter-headers-dropped"  # how many original headers were left out
+
+
+def location_headers(topic: str, partition: int, offset: int, reason: str) -> Headers:
     return [
-        *((key, value) for key, value in (record.headers or ()) if not key.startswith("dead-letter-")),
-        ("dead-letter-reason", reason.encode()[:4000]),
-        ("dead-letter-topic", record.topic.encode()),
-        ("dead-letter-partition", str(record.partition).encode()),
-        ("dead-letter-offset", str(record.offset).encode()),
+        ("dead-letter-reason", reason.encode()[:MAX_REASON_BYTES]),
+        ("dead-letter-topic", topic.encode()),
+        ("dead-letter-partition", str(partition).encode()),
+        ("dead-letter-offset", str(offset).encode()),
     ]
+
+
+def _original_headers(record: ConsumerRecord) -> Headers:
+    return [(key, value) for key, value in (record.headers or ()) if not key.startswith("dead-letter-")]
+
+
+def message_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """The size the producer checks against ``max_request_size`` (an upper bound of the batch)."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+
+
+def fit(key: bytes | None, value: bytes | None, original: Headers, own: Headers,
+        limit: int) -> tuple[bytes | None, bytes | None, Headers]:
+    """The copy's key, value and headers within ``limit`` bytes: the value is cut first, then the
+    original headers are left out, then the key is cut, each noted in a header of its own."""
+    headers = [*original, *own]
+    if message_size(key, value, headers) <= limit:
+        return key, value, headers
+    if value:
+        own = [*own, (TRUNCATED, str(len(value)).encode())]
+        value = _cut(value, limit - message_size(key, b"", [*original, *own]))
+        headers = [*original, *own]
+        if message_size(key, value, headers) <= limit:
+            return key, value, headers
+    if original:
+        own = [*own, (HEADERS_DROPPED, str(len(original)).encode())]
+        headers = own
+        if message_size(key, value, headers) <= limit:
+            return key, value, headers
+    if key:
+        headers = [*own, (KEY_TRUNCATED, str(len(key)).encode())]
+        key = _cut(key, limit - message_size(b"", value, headers))
+    return key, value, headers
+
+
+def _cut(data: bytes, room: int) -> bytes:
+    """``data`` cut so that it and its length prefix (a varint of up to 5 bytes) take ``room``
+    bytes beyond an empty one's."""
+    return data[: max(room - 4, 0)]
 
 
 class DeadLetters:
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.dead_letter_topic
-        self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **settings.kafka.client_options())
+        self._kafka = settings.kafka
+        self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, max_request_size=MAX_REQUEST_SIZE,
+                                          **settings.kafka.client_options())
         self._retry = dataclasses.replace(settings.retry, attempts=None)
+        self.limit = MAX_REQUEST_SIZE  # and the broker's limit for the topic, once known
 
     async def start(self) -> None:
         try:
@@ -36,16 +96,41 @@ class DeadLetters:
         except BaseException:
             await self._producer.stop()  # releases what a failed start opened
             raise
+        try:
+            self.limit = min(MAX_REQUEST_SIZE, await max_message_bytes(self._kafka, self.topic))
+        except Exception as err:  # noqa: BLE001 - e.g. no right to describe configs: the producer's limit holds
+            log.warning("cannot read max.message.bytes of %s (%s); dead letters are kept under %d bytes",
+                        self.topic, err, self.limit)
 
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def send(self, record: ConsumerRecord, reason: str) -> None:
-        """Park the record; keeps trying while the broker is away (the record's offset must not be
-        committed before it is parked, or it would be lost)."""
-        headers = dead_letter_headers(record, reason)
+    async def send(self, record: ConsumerRecord, reason: str) -> bool:
+        """Park a copy of the record, cut to fit. Whether it was parked: keeps trying while the
+        broker is away (the record's offset must not be committed before it is parked, or it
+        would be lost); gives up, logged once at ERROR, on what would fail the same way again."""
+        own = location_headers(record.topic, record.partition, record.offset, reason)
+        key, value, headers = fit(record.key, record.value, _original_headers(record), own, self.limit)
         where = f"{record.topic}[{record.partition}]@{record.offset}"
-        async for attempt in self._retry.retrying(lambda err: isinstance(err, KafkaError), f"parking {where} in {self.topic}"):
-            with attempt:
-                await self._producer.send_and_wait(self.topic, value=record.value, key=record.key, headers=headers)
+        if value is not record.value:
+            log.warning("event at %s is %d bytes: its dead-letter copy is cut to fit (%s header)", where,
+                        len(record.value or b""), TRUNCATED)
+        return await self._park(where, key, value, headers, reason)
+
+    async def park_unreadable(self, marker: Unreadable) -> bool:
+        """Park a message without key or value that says where the unreadable record is and why."""
+        reason = f"unreadable record: {marker.reason}"
+        headers = location_headers(marker.topic, marker.partition, marker.offset, reason)
+        return await self._park(marker.where, None, None, headers, reason)
+
+    async def _park(self, where: str, key: bytes | None, value: bytes | None, headers: Headers, reason: str) -> bool:
+        try:
+            async for attempt in self._retry.retrying(unavailable, f"parking {where} in {self.topic}"):
+                with attempt:
+                    await self._producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
+        except Exception as err:  # noqa: BLE001 - sending again would fail the same way
+            log.error("event at %s could not be parked in %s and is skipped (%s: %s); it stays in its topic at "
+                      "that offset. Reason it was to be parked: %s", where, self.topic, type(err).__name__, err, reason)
+            return False
         log.warning("event at %s parked in %s: %s", where, self.topic, reason)
+        return True

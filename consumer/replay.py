@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.origin import Delivery, Origin, compare
 from consumer.rebuild import Summary
+from consumer.records import RecordReader, Unreadable
 from consumer.settings import Settings
 from consumer.topics import partitions_of
 from producer_hooks.events import InvalidEvent, decode_event
@@ -40,14 +41,18 @@ async def finished_runs_in_topic(settings: Settings, summary: Summary, *, since:
         log.info("replaying %d events of %s%s", sum(ends[tp] - starts[tp] for tp in assigned), topic,
                  f" since {since.isoformat()}" if since else "")
 
+        reader = RecordReader(consumer, settings.kafka.client_options())
         runs: dict[str, Delivery] = {}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            batch = await reader.getmany(*remaining, timeout_ms=1000)
             for tp, records in batch.items():
                 for record in records:
                     if record.offset >= remaining.get(tp, -1):
                         continue  # past the span: published after the replay began
                     summary.seen += 1
+                    if isinstance(record, Unreadable):
+                        summary.skip("unreadable record")
+                        continue
                     try:
                         event = decode_event(record.key, record.value, record.headers)
                     except InvalidEvent as err:

@@ -21,35 +21,14 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidMessageError,
-    InvalidTimestampError,
-    KafkaConnectionError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from producer_hooks.events import Event, Message, encode_event
+from producer_hooks.kafka_errors import REFUSED
 from producer_hooks.settings import HookSettings
 from producer_hooks.spool import LockedSpool, Spool
 
 log = logging.getLogger(__name__)
-
-# Refusals about the message itself: sending it again, later, cannot succeed.
-_POISON = (
-    CorruptRecordException,
-    InvalidMessageError,
-    InvalidTimestampError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
-
 
 class PublishError(Exception):
     """Kafka refused the event itself (too large, malformed); retrying will not help. One line."""
@@ -162,7 +141,7 @@ class Publisher:
                 ),
                 timeout,
             )
-        except _POISON as err:
+        except REFUSED as err:  # about the message itself: sending it again, later, cannot succeed
             raise PublishError(f"Kafka refused event {message.key.decode()!r}: {_describe(err)}") from err
         except (KafkaError, OSError, asyncio.TimeoutError) as err:
             # Start afresh next time: a producer that failed to bootstrap cannot be restarted.
