@@ -1,9 +1,9 @@
 """The dead-letter topic: events we could not turn into reports, with the reason in headers.
 
 Every copy fits: a record the broker accepted can be larger than what the producer may send once
-the reason headers are added, so the copy's value (then its original headers, then its key) is cut
-to fit, with a header saying how large it was. A record that could not even be read is parked as a
-message without key or value whose headers say where it is. The original stays in the runs topic.
+the reason headers are added, so the copy's largest part (usually the value) is cut to fit, with a
+header saying how large it was. A record that could not even be read is parked as a
+message without value whose key and headers say where it is. The original stays in the runs topic.
 """
 
 from __future__ import annotations
@@ -53,31 +53,41 @@ def message_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple
 
 def fit(key: bytes | None, value: bytes | None, original: Headers, own: Headers,
         limit: int) -> tuple[bytes | None, bytes | None, Headers]:
-    """The copy's key, value and headers within ``limit`` bytes: the value is cut first, then the
-    original headers are left out, then the key is cut, each noted in a header of its own."""
-    headers = [*original, *own]
-    if message_size(key, value, headers) <= limit:
-        return key, value, headers
-    if value:
-        own = [*own, (TRUNCATED, str(len(value)).encode())]
-        value = _cut(value, limit - message_size(key, b"", [*original, *own]))
-        headers = [*original, *own]
-        if message_size(key, value, headers) <= limit:
-            return key, value, headers
-    if original:
-        own = [*own, (HEADERS_DROPPED, str(len(original)).encode())]
-        headers = own
-        if message_size(key, value, headers) <= limit:
-            return key, value, headers
-    if key:
-        headers = [*own, (KEY_TRUNCATED, str(len(key)).encode())]
-        key = _cut(key, limit - message_size(b"", value, headers))
-    return key, value, headers
+    """The copy's key, value and headers within ``limit`` bytes. While too large, the largest of
+    value, key and original headers goes (the value first on a tie), noted in a header of its
+    own; then what went of the key and the value comes back as far as it fits."""
+    whole_key, whole_value = key, value
+    notes: Headers = []
+
+    def size() -> int:
+        return message_size(key, value, [*original, *own, *notes])
+
+    while size() > limit:
+        header_bytes = sum(len(name.encode()) + len(data or b"") for name, data in original)
+        part, length = max((TRUNCATED, len(value or b"")), (KEY_TRUNCATED, len(key or b"")),
+                           (HEADERS_DROPPED, header_bytes), key=lambda candidate: candidate[1])
+        if not length:
+            break  # our own headers alone are over the limit: nothing of the record is left to cut
+        if part == HEADERS_DROPPED:
+            notes.append((HEADERS_DROPPED, str(len(original)).encode()))
+            original = []
+        elif part == TRUNCATED:
+            notes.append((TRUNCATED, str(len(value or b"")).encode()))
+            value = b""
+        else:
+            notes.append((KEY_TRUNCATED, str(len(key or b"")).encode()))
+            key = b""
+    cut = {name for name, _ in notes}
+    if KEY_TRUNCATED in cut:
+        key = _cut(whole_key or b"", limit - size())
+    if TRUNCATED in cut:
+        value = _cut(whole_value or b"", limit - size())
+    return key, value, [*original, *own, *notes]
 
 
 def _cut(data: bytes, room: int) -> bytes:
-    """``data`` cut so that it and its length prefix (a varint of up to 5 bytes) take ``room``
-    bytes beyond an empty one's."""
+    """``data`` cut so that it and its length prefix (a varint of up to 5 bytes) take at most
+    ``room`` bytes more than an empty one."""
     return data[: max(room - 4, 0)]
 
 
@@ -112,16 +122,20 @@ class DeadLetters:
         own = location_headers(record.topic, record.partition, record.offset, reason)
         key, value, headers = fit(record.key, record.value, _original_headers(record), own, self.limit)
         where = f"{record.topic}[{record.partition}]@{record.offset}"
-        if value is not record.value:
-            log.warning("event at %s is %d bytes: its dead-letter copy is cut to fit (%s header)", where,
-                        len(record.value or b""), TRUNCATED)
+        if key is None and value is None:  # Kafka allows it; producers need one of them
+            key = where.encode()
+        cuts = [f"{name}: {data.decode()}" for name, data in headers if name in (TRUNCATED, KEY_TRUNCATED, HEADERS_DROPPED)]
+        if cuts:
+            log.warning("event at %s is too large to copy whole into %s (at most %d bytes): %s", where, self.topic,
+                        self.limit, ", ".join(cuts))
         return await self._park(where, key, value, headers, reason)
 
     async def park_unreadable(self, marker: Unreadable) -> bool:
-        """Park a message without key or value that says where the unreadable record is and why."""
+        """Park a message without value that says where the unreadable record is and why; its key
+        is that place too (``topic[partition]@offset``)."""
         reason = f"unreadable record: {marker.reason}"
         headers = location_headers(marker.topic, marker.partition, marker.offset, reason)
-        return await self._park(marker.where, None, None, headers, reason)
+        return await self._park(marker.where, marker.where.encode(), None, headers, reason)
 
     async def _park(self, where: str, key: bytes | None, value: bytes | None, headers: Headers, reason: str) -> bool:
         try:

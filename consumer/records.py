@@ -167,8 +167,9 @@ class RecordReader:
         if last > first:
             reason += f" (aiokafka reads none of its batch, offsets {span[0]}-{span[1]}, from offset {first} on)"  # type: ignore[index]
         self.consumer.seek(tp, last + 1)
-        log.warning("%s[%d]: offsets %d-%d cannot be read (%s); consumption goes on from offset %d",
-                    tp.topic, tp.partition, first, last, reason, last + 1)
+        offsets = f"offsets {first}-{last}" if last > first else f"offset {first}"
+        log.warning("%s[%d]: %s cannot be read (%s); consumption goes on from offset %d",
+                    tp.topic, tp.partition, offsets, reason, last + 1)
         return [Unreadable(tp.topic, tp.partition, offset, reason) for offset in range(first, last + 1)]
 
 
