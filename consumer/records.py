@@ -81,16 +81,29 @@ class RecordReader:
                       max_records: int | None = None) -> dict[TopicPartition, list[Item]]:
         paused = self.consumer.paused()
         readable = [tp for tp in (partitions or self.consumer.assignment()) if tp not in paused]
+        if not readable:
+            return await self._poll(partitions, timeout_ms)
         budget = max_records or sys.maxsize
         batch = await self._drain(readable, budget, timeout_ms)
         if batch or not timeout_ms:
             return batch
-        if not readable:
-            await asyncio.sleep(timeout_ms / 1000)  # nothing to read: wait as getmany would
-            return batch
         first = await self._first(readable, timeout_ms)
         rest = await self._drain(readable, budget - sum(map(len, first.values())), timeout_ms)
         return {tp: first.get(tp, []) + rest.get(tp, []) for tp in (*first, *rest)}
+
+    async def _poll(self, partitions: tuple[TopicPartition, ...], timeout_ms: int) -> dict[TopicPartition, list[Item]]:
+        """Everything is paused (or nothing assigned yet): still a poll, so the group keeps us and
+        its errors surface. It takes at most one record (from a partition assigned meanwhile), so an
+        error here drops nothing; that partition is read on its own next time."""
+        try:
+            batch = await self.consumer.getmany(*partitions, timeout_ms=0, max_records=1)
+        except Exception as err:
+            if not is_record_error(err):
+                raise
+            batch = {}
+        if not batch and timeout_ms:
+            await asyncio.sleep(timeout_ms / 1000)
+        return dict(batch)
 
     async def _drain(self, partitions: list[TopicPartition], budget: int, timeout_ms: int) -> dict[TopicPartition, list[Item]]:
         """What is already fetched, partition by partition, without waiting."""
