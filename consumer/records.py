@@ -84,12 +84,17 @@ class RecordReader:
         if not readable:
             return await self._poll(partitions, timeout_ms)
         budget = max_records or sys.maxsize
-        batch = await self._drain(readable, budget, timeout_ms)
-        if batch or not timeout_ms:
-            return batch
-        first = await self._first(readable, timeout_ms)
-        rest = await self._drain(readable, budget - sum(map(len, first.values())), timeout_ms)
-        return {tp: first.get(tp, []) + rest.get(tp, []) for tp in (*first, *rest)}
+        batch: dict[TopicPartition, list[Item]] = {}
+        try:
+            await self._drain(readable, budget, timeout_ms, batch)
+            if not batch and timeout_ms:
+                await self._first(readable, timeout_ms, batch)
+                if batch:
+                    await self._drain(readable, budget - sum(map(len, batch.values())), timeout_ms, batch)
+        except BaseException:
+            self._rewind(batch)  # handed out by aiokafka, never returned: read them again next time
+            raise
+        return batch
 
     async def _poll(self, partitions: tuple[TopicPartition, ...], timeout_ms: int) -> dict[TopicPartition, list[Item]]:
         """Everything is paused (or nothing assigned yet): still a poll, so the group keeps us and
@@ -105,9 +110,9 @@ class RecordReader:
             await asyncio.sleep(timeout_ms / 1000)
         return dict(batch)
 
-    async def _drain(self, partitions: list[TopicPartition], budget: int, timeout_ms: int) -> dict[TopicPartition, list[Item]]:
-        """What is already fetched, partition by partition, without waiting."""
-        batch = {}
+    async def _drain(self, partitions: list[TopicPartition], budget: int, timeout_ms: int,
+                     batch: dict[TopicPartition, list[Item]]) -> None:
+        """Add what is already fetched to ``batch``, partition by partition, without waiting."""
         for tp in partitions:
             if budget <= 0:
                 break
@@ -118,11 +123,11 @@ class RecordReader:
                     raise
                 got = await self._read_past(tp, err, budget, timeout_ms)
             if got:
-                batch[tp] = got
-                budget -= len(got)
-        return batch
+                batch.setdefault(tp, []).extend(got)
+            budget -= len(got)
 
-    async def _first(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, list[Item]]:
+    async def _first(self, partitions: list[TopicPartition], timeout_ms: int,
+                     batch: dict[TopicPartition, list[Item]]) -> None:
         """Wait until some partition has a record: one wait per partition, so that an error names
         its partition; each takes at most one record, and a wait still pending has taken none."""
         waits = {tp: asyncio.ensure_future(self.consumer.getmany(tp, timeout_ms=timeout_ms, max_records=1))
@@ -133,20 +138,28 @@ class RecordReader:
             for wait in waits.values():
                 wait.cancel()
             await asyncio.gather(*waits.values(), return_exceptions=True)
-        batch = {}
-        for tp, wait in waits.items():
+        failed = []
+        for tp, wait in waits.items():  # what was handed out first, so that no error can lose it
             if wait.cancelled():
                 continue
-            err = wait.exception()
-            if err is None:
-                got = wait.result().get(tp, [])
-            elif is_record_error(err):
-                got = await self._read_past(tp, err, 1, timeout_ms)
+            if wait.exception() is None:
+                if wait.result().get(tp):
+                    batch[tp] = list(wait.result()[tp])
             else:
+                failed.append((tp, wait.exception()))
+        for tp, err in failed:
+            if not is_record_error(err):
                 raise err
+            got = await self._read_past(tp, err, 1, timeout_ms)
             if got:
                 batch[tp] = got
-        return batch
+
+    def _rewind(self, batch: dict[TopicPartition, list[Item]]) -> None:
+        for tp, items in batch.items():
+            try:
+                self.consumer.seek(tp, items[0].offset)
+            except IllegalStateError:  # no longer assigned: nothing of it is ours to read again
+                pass
 
     async def _read_past(self, tp: TopicPartition, err: BaseException, budget: int, timeout_ms: int) -> list[Item]:
         """Re-read ``tp`` one record at a time until the error recurs, then step over what cannot be
