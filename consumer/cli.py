@@ -247,7 +247,7 @@ async def backfill(settings: Settings, args: argparse.Namespace, signals: Signal
 
     async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Delivery]:
         return await finished_runs_in_index(pipeline.es, settings.metadata_index, args.days, settings.retry,
-                                            summary, uuids=set(args.uuid))
+                                            summary, uuids=set(args.uuid), limits=settings.limits)
 
     return await _rebuild(settings, args, "backfill", find)
 
