@@ -26,6 +26,7 @@ from producer_hooks.settings import (
     env_str,
     env_url,
     env_url_credentials,
+    limits_from_env,
 )
 
 # A Grafana dashboard is "key=uid/slug"; the key names the link in the report.
