@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from datetime import datetime, timezone
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
@@ -16,7 +17,7 @@ from consumer.elastic import is_transient, search_all
 from consumer.origin import Delivery, Origin
 from consumer.rebuild import Summary
 from consumer.retry import RetryPolicy
-from producer_hooks.events import InvalidEvent, make_event
+from producer_hooks.events import DEFAULT_LIMITS, EventLimits, InvalidEvent, make_event
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +34,25 @@ def metadata_query(days: int, uuids: Collection[str] = ()) -> dict[str, Any]:
 
 
 async def finished_runs_in_index(es: AsyncElasticsearch, index: str, days: int, retry: RetryPolicy,
-                                 summary: Summary, uuids: Collection[str] = ()) -> dict[str, Delivery]:
+                                 summary: Summary, uuids: Collection[str] = (),
+                                 limits: EventLimits = DEFAULT_LIMITS) -> dict[str, Delivery]:
     """The finished runs among the metadata documents, by uuid (the latest document of a run wins)."""
     async for attempt in retry.retrying(is_transient, f"reading {index}"):
         with attempt:  # a failure part-way reads the whole span again, under a new point in time
             scan = Summary()
-            runs = await _scan(es, index, metadata_query(days, uuids), scan)
+            runs = await _scan(es, index, metadata_query(days, uuids), scan, limits)
     summary.seen += scan.seen
     summary.skipped.update(scan.skipped)
     return runs
 
 
-async def _scan(es: AsyncElasticsearch, index: str, query: dict[str, Any], summary: Summary) -> dict[str, Delivery]:
+async def _scan(es: AsyncElasticsearch, index: str, query: dict[str, Any], summary: Summary,
+                limits: EventLimits) -> dict[str, Delivery]:
     runs: dict[str, Delivery] = {}
     async for doc in search_all(es, index, query):
         summary.seen += 1
         try:
-            event = make_event(doc)
+            event = make_event(doc, now=datetime.now(timezone.utc), limits=limits)
         except InvalidEvent as err:
             summary.skip("invalid metadata")
             log.warning("skipping metadata document %s: %s", doc.get("uuid", "without uuid"), err)

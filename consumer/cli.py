@@ -117,12 +117,17 @@ def explain(err: Exception, settings: Settings | None) -> tuple[int, str] | None
     from elastic_transport import TlsError
     from elasticsearch import AuthenticationException, AuthorizationException
 
+    from consumer.outage import OutageLimitExceeded
     from consumer.preflight import Fatal
     from consumer.profiles import ProfileError
     from consumer.topics import MissingTopic
     from producer_hooks.kafka_check import KafkaUnreachable
 
     es_url = settings.es.url if settings else "ES_SERVER"
+    if isinstance(err, OutageLimitExceeded) and isinstance(err.__cause__, Exception):
+        inner = explain(err.__cause__, settings)
+        if inner is not None:
+            return 1, f"{inner[1]} (waited OUTAGE_LIMIT={settings.outage_limit_s if settings else '?'} s)"
     if isinstance(err, (SettingsError, ProfileError, Fatal, MissingTopic)):
         return 2, str(err)
     if isinstance(err, NotFound):
@@ -207,11 +212,11 @@ async def init(settings: Settings, args: argparse.Namespace, signals: Signals) -
 async def run(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
     from consumer.deadletter import DeadLetters
     from consumer.pipeline import Pipeline
-    from consumer.preflight import kafka_ready, thanos_accepts
+    from consumer.preflight import thanos_accepts
     from consumer.worker import Worker
 
     # A service waits for Kafka to come up; anything that waiting cannot fix ends start-up here.
-    await kafka_ready(settings.kafka, dataclasses.replace(settings.retry, attempts=None), settings.kafka.topic)
+    await _wait_for_kafka(settings)
     await thanos_accepts(settings.thanos)
     async with Pipeline.open(settings) as pipeline:
         dead_letters = DeadLetters(settings)  # its producer is made here: one never started is never closed
@@ -226,10 +231,10 @@ async def run(settings: Settings, args: argparse.Namespace, signals: Signals) ->
 
 
 async def replay(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
-    from consumer.preflight import kafka_ready, thanos_accepts
+    from consumer.preflight import thanos_accepts
     from consumer.replay import finished_runs_in_topic
 
-    await kafka_ready(settings.kafka, settings.retry, settings.kafka.topic)
+    await _wait_for_kafka(settings)
     await thanos_accepts(settings.thanos)
 
     async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Delivery]:
@@ -246,9 +251,21 @@ async def backfill(settings: Settings, args: argparse.Namespace, signals: Signal
 
     async def find(pipeline: Pipeline, summary: Summary) -> Mapping[str, Delivery]:
         return await finished_runs_in_index(pipeline.es, settings.metadata_index, args.days, settings.retry,
-                                            summary, uuids=set(args.uuid))
+                                            summary, uuids=set(args.uuid), limits=settings.limits)
 
     return await _rebuild(settings, args, "backfill", find)
+
+
+async def _wait_for_kafka(settings: Settings) -> None:
+    """Kafka being away is an outage like any other: waited out (up to OUTAGE_LIMIT), told once per
+    interval; what waiting cannot fix (credentials, a missing topic) ends start-up at once."""
+    from consumer.outage import Outages
+    from consumer.preflight import kafka_ready
+    from consumer.retry import RetryPolicy
+
+    outages = Outages(limit_s=settings.outage_limit_s, max_wait_s=settings.retry_max_wait_s)
+    await outages.ride_out(lambda: kafka_ready(settings.kafka, RetryPolicy(attempts=1), settings.kafka.topic),
+                           "connecting to Kafka")
 
 
 async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,

@@ -25,6 +25,7 @@ from elasticsearch import ApiError
 
 from consumer.elastic import is_transient
 from consumer.thanos import QueryError, ThanosError
+from producer_hooks.kafka_check import KafkaUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def server_of(err: BaseException) -> str | None:
         return "Elasticsearch"
     if isinstance(err, ApiError) and err.meta.status in _ES_SETTINGS_STATUSES:
         return "Elasticsearch"
-    if isinstance(err, KafkaError) and getattr(err, "retriable", False):
+    if isinstance(err, KafkaUnreachable) or (isinstance(err, KafkaError) and getattr(err, "retriable", False)):
         return "Kafka"
     return None
 

@@ -22,6 +22,7 @@ from consumer.outage import Outages
 from consumer.profiles import Profile, check_rules, load_profiles, profiles_for
 from consumer.report import build_report
 from consumer.results import gather_results
+from consumer.retry import RetryPolicy
 from consumer.settings import Settings
 from consumer.sink import WriteOutcome, ensure_report_index, write_report
 from consumer.thanos import Thanos
@@ -74,7 +75,8 @@ class Pipeline:
             stack.push_async_callback(es.close)
             thanos = await stack.enter_async_context(Thanos(settings.thanos, settings.retry))
             pipeline = cls(settings, es, thanos, profiles)
-            await pipeline.outages.ride_out(lambda: ensure_report_index(es, settings.report_index, settings.retry),
+            # The outage tracker is the retry here: told at once, waited out, one line per interval.
+            await pipeline.outages.ride_out(lambda: ensure_report_index(es, settings.report_index, RetryPolicy(attempts=1)),
                                             f"creating index {settings.report_index}")
             yield pipeline
 

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.origin import Delivery, Origin, compare
 from consumer.rebuild import Summary
+from consumer.records import RecordReader, Unreadable
 from consumer.settings import Settings
 from consumer.topics import partitions_of
 from producer_hooks.events import InvalidEvent, decode_event
@@ -40,16 +41,23 @@ async def finished_runs_in_topic(settings: Settings, summary: Summary, *, since:
         log.info("replaying %d events of %s%s", sum(ends[tp] - starts[tp] for tp in assigned), topic,
                  f" since {since.isoformat()}" if since else "")
 
+        reader = RecordReader(consumer, settings.kafka.client_options())
         runs: dict[str, Delivery] = {}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            batch = await reader.getmany(*remaining, timeout_ms=1000)
             for tp, records in batch.items():
                 for record in records:
                     if record.offset >= remaining.get(tp, -1):
                         continue  # past the span: published after the replay began
                     summary.seen += 1
+                    if isinstance(record, Unreadable):
+                        summary.skip("unreadable record")
+                        continue
+                    origin = Origin.from_record(record.topic, record.partition, record.offset, record.timestamp,
+                                                live=False)
                     try:
-                        event = decode_event(record.key, record.value, record.headers)
+                        event = decode_event(record.key, record.value, record.headers, now=origin.published_at,
+                                             limits=settings.limits)
                     except InvalidEvent as err:
                         summary.skip("invalid event")
                         log.debug("skipping %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, err)
@@ -59,8 +67,6 @@ async def finished_runs_in_topic(settings: Settings, summary: Summary, *, since:
                     elif event.kind != "finished":
                         summary.skip("not finished")
                     else:
-                        origin = Origin.from_record(record.topic, record.partition, record.offset, record.timestamp,
-                                                    live=False)
                         previous = runs.get(event.run.uuid)
                         if previous is None or compare(origin, previous.origin) > 0:
                             runs[event.run.uuid] = Delivery(event, origin)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consumer.retry import RetryPolicy
+from producer_hooks.events import DEFAULT_LIMITS, EventLimits
 from producer_hooks.settings import (
     Env,
     KafkaSettings,
@@ -25,6 +26,7 @@ from producer_hooks.settings import (
     env_str,
     env_url,
     env_url_credentials,
+    limits_from_env,
 )
 
 # A Grafana dashboard is "key=uid/slug"; the key names the link in the report.
@@ -146,6 +148,8 @@ class Settings:
     retry_max_wait_s: float = 30.0
     # How long one run may wait out a server's outage before it is dead-lettered; 0: for as long as it lasts.
     outage_limit_s: float = 0.0
+    # What an event may claim (dates, window length): the same limits the hooks apply.
+    limits: EventLimits = DEFAULT_LIMITS
 
     @property
     def retry(self) -> RetryPolicy:
@@ -179,6 +183,7 @@ class Settings:
             retry_attempts=env_int(env, "RETRY_ATTEMPTS", cls.retry_attempts, minimum=1),
             retry_max_wait_s=env_float(env, "RETRY_MAX_WAIT", cls.retry_max_wait_s, minimum=0),
             outage_limit_s=env_float(env, "OUTAGE_LIMIT", cls.outage_limit_s, minimum=0),
+            limits=limits_from_env(env),
         )
 
 

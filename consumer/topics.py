@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import for_code
 
 from producer_hooks.settings import KafkaSettings
@@ -77,3 +78,13 @@ async def partitions_of(kafka: KafkaSettings, topic: str) -> list[int]:
     if described["error_code"]:
         raise RuntimeError(f"cannot describe topic {topic!r}: {for_code(described['error_code']).__name__}")
     return sorted(p["partition"] for p in described["partitions"])
+
+
+async def max_message_bytes(kafka: KafkaSettings, topic: str) -> int:
+    """The largest record batch the broker accepts on ``topic`` (its ``max.message.bytes``)."""
+    async with _admin(kafka) as admin:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})])
+    [(error_code, error_message, _type, _name, entries)] = response.resources
+    if error_code:
+        raise RuntimeError(f"cannot describe topic {topic!r}: {error_message or for_code(error_code).__name__}")
+    return next(int(value) for name, value, *_ in entries if name == "max.message.bytes")

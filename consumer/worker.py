@@ -28,6 +28,7 @@ from consumer.deadletter import DeadLetters
 from consumer.origin import Origin, compare
 from consumer.outage import OutageLimitExceeded
 from consumer.pipeline import Pipeline
+from consumer.records import RecordReader, Unreadable
 from consumer.settings import Settings
 from consumer.sink import ReportRejected
 from consumer.tracker import OffsetTracker
@@ -80,6 +81,7 @@ class Worker:
         )
         consumer.subscribe([self.settings.kafka.topic], listener=_CommitOnRevoke(self, consumer))
         await consumer.start()
+        reader = RecordReader(consumer, self.settings.kafka.client_options())  # no record's bytes stop it
         log.info("consuming %s as group %s (at most %d runs in flight)", self.settings.kafka.topic,
                  self.settings.group, self.settings.max_in_flight)
         loop = asyncio.get_running_loop()
@@ -94,10 +96,13 @@ class Worker:
                     freed = asyncio.ensure_future(self.slot_freed.wait())
                     await asyncio.wait({stopping, freed}, timeout=PAUSED_POLL_S, return_when=asyncio.FIRST_COMPLETED)
                     freed.cancel()
-                    await consumer.getmany(timeout_ms=0)  # a poll, so the group keeps us
+                    # A poll, so the group keeps us; a partition assigned meanwhile may hand out records.
+                    for partition, records in (await reader.getmany(timeout_ms=0)).items():
+                        for record in records:
+                            self._accept(partition, record)
                 else:
                     self._resume(consumer)
-                    batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+                    batch = await reader.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
                     for partition, records in batch.items():
                         for record in records:
                             self._accept(partition, record)
@@ -116,11 +121,17 @@ class Worker:
 
     # -- one record ----------------------------------------------------------------------------
 
-    def _accept(self, partition: TopicPartition, record: ConsumerRecord) -> None:
+    def _accept(self, partition: TopicPartition, record: ConsumerRecord | Unreadable) -> None:
         self.tracker.start(partition, record.offset)
+        if isinstance(record, Unreadable):  # bytes aiokafka cannot parse: parked where they are
+            self.counts["unreadable"] += 1
+            self._spawn(self._park(partition, record, record.reason))
+            return
         origin = Origin.from_record(record.topic, record.partition, record.offset, record.timestamp, live=True)
         try:
-            event = decode_event(record.key, record.value, record.headers)
+            # Dates are judged against the record's publication, so a replay judges them the same.
+            event = decode_event(record.key, record.value, record.headers, now=origin.published_at,
+                                 limits=self.settings.limits)
         except InvalidEvent as err:
             self.counts["invalid"] += 1
             self._spawn(self._park(partition, record, f"invalid event: {err}"))
@@ -184,9 +195,12 @@ class Worker:
         self.counts["dead-lettered"] += 1
         await self.dead_letters.send(record, f"report not built: {type(err).__name__}: {err}")
 
-    async def _park(self, partition: TopicPartition, record: ConsumerRecord, reason: str) -> None:
+    async def _park(self, partition: TopicPartition, record: ConsumerRecord | Unreadable, reason: str) -> None:
         try:
-            await self.dead_letters.send(record, reason)
+            if isinstance(record, Unreadable):
+                await self.dead_letters.park_unreadable(record)
+            else:
+                await self.dead_letters.send(record, reason)
         finally:
             self.tracker.finish(partition, record.offset)
 

@@ -21,17 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidMessageError,
-    InvalidTimestampError,
-    KafkaConnectionError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from producer_hooks.kafka_check import (
     AUTHENTICATION_ERRORS,
@@ -41,22 +31,11 @@ from producer_hooks.kafka_check import (
     describe_authentication_error,
 )
 from producer_hooks.events import Event, Message, encode_event
+from producer_hooks.kafka_errors import REFUSED
 from producer_hooks.settings import HookSettings
 from producer_hooks.spool import LockedSpool, Spool
 
 log = logging.getLogger(__name__)
-
-# Refusals about the message itself: sending it again, later, cannot succeed.
-_POISON = (
-    CorruptRecordException,
-    InvalidMessageError,
-    InvalidTimestampError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
-
 
 class PublishError(Exception):
     """Kafka refused the event itself (too large, malformed); retrying will not help. One line."""
@@ -181,7 +160,7 @@ class Publisher:
                 ),
                 timeout,
             )
-        except _POISON as err:
+        except REFUSED as err:  # about the message itself: sending it again, later, cannot succeed
             raise PublishError(f"Kafka refused event {message.key.decode()!r}: {_describe(err)}") from err
         except AUTHENTICATION_ERRORS as err:  # after bootstrap, e.g. on a new connection to a partition leader
             await self.close()

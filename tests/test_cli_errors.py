@@ -54,9 +54,9 @@ async def test_a_signal_during_start_up_ends_the_consumer_promptly(settings: Set
     away = f"127.0.0.1:{closed_port()}"
     extra = {"RETRY_ATTEMPTS": "50", "RETRY_MAX_WAIT": "30"}
     if waiting_for == "kafka":
-        extra["KAFKA_BOOTSTRAP_SERVERS"], needle = away, "connecting to Kafka"
+        extra["KAFKA_BOOTSTRAP_SERVERS"], needle = away, "Kafka unavailable"
     else:
-        extra["ES_SERVER"], needle = f"http://{away}", "creating index"
+        extra["ES_SERVER"], needle = f"http://{away}", "Elasticsearch unavailable"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "consumer.cli", "run", env=settings_env(settings, **extra),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,

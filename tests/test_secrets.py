@@ -180,7 +180,8 @@ async def test_elasticsearch_away_with_credentials_in_its_url_is_one_line_withou
     base_env: dict, in_urls: dict, verb: str
 ):
     away = f"127.0.0.1:{closed_port()}"
-    env = {**base_env, **in_urls, "ES_SERVER": f"http://{ES_USER}:{ES_URL_PASSWORD}@{away}"}
+    # `run` and `backfill` wait out an outage; the operator's limit makes them give up.
+    env = {**base_env, **in_urls, "ES_SERVER": f"http://{ES_USER}:{ES_URL_PASSWORD}@{away}", "OUTAGE_LIMIT": "3"}
     result = await command("consumer.cli", "--log-level", "DEBUG", verb, env=env, timeout=120)
     assert result.code == 1
     assert f"report-consumer: cannot reach Elasticsearch at http://{away}" in result.err.strip().splitlines()[-1]
