@@ -66,6 +66,7 @@ async def settings(service_settings: Settings, unique: str):
         await es.options(ignore_status=404).indices.delete(
             index=f"{settings.report_index},{settings.results_index},{settings.metadata_index}",
             expand_wildcards="all",
+            ignore_unavailable=True,  # else one index the test never made keeps the others from going
         )
 
 
