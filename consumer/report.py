@@ -58,9 +58,11 @@ def build_report(
     reasons: Sequence[str],
     built_at: datetime,
     origin: Mapping[str, Any] | None = None,
+    status: str | None = None,
 ) -> dict[str, Any]:
     """The report of one run. ``results`` holds the run's ``jobs``; ``metrics`` is the list of
-    series entries. ``reasons`` say what is missing; none means the report is complete."""
+    series entries. ``reasons`` say what is missing; none means the report is complete (unless
+    ``status`` says otherwise: ``incomplete`` for a run that never finished)."""
     run = event.run
     report: dict[str, Any] = {
         "uuid": run.uuid,
@@ -94,7 +96,7 @@ def build_report(
         "metrics": [dict(entry) for entry in metrics],
         "links": dict(links),
         "report": {
-            "status": "partial" if reasons else "complete",
+            "status": status or ("partial" if reasons else "complete"),
             "reasons": [_NO_USERINFO(reason) for reason in reasons],
             "profiles": [{"name": name, "version": version} for name, version in profiles],
             "format_version": REPORT_FORMAT_VERSION,

@@ -148,6 +148,10 @@ class Settings:
     retry_max_wait_s: float = 30.0
     # How long one run may wait out a server's outage before it is dead-lettered; 0: for as long as it lasts.
     outage_limit_s: float = 0.0
+    # A started run with no finished event this long after its start is reported incomplete.
+    incomplete_after_s: float = 86_400.0
+    sweep_every_s: float = 60.0
+    pending_index: str = "ci-reports-pending"
     # What an event may claim (dates, window length): the same limits the hooks apply.
     limits: EventLimits = DEFAULT_LIMITS
 
@@ -163,13 +167,14 @@ class Settings:
     def from_env(cls, env: Env | None = None) -> Settings:
         env = os.environ if env is None else env
         kafka = KafkaSettings.from_env(env)
+        report_index = env_required(env, "REPORT_INDEX", cls.report_index)
         return cls(
             kafka=kafka,
             group=env_required(env, "REPORT_GROUP", cls.group),
             dead_letter_topic=env_required(env, "DEAD_LETTER_TOPIC", f"{kafka.topic}.dead-letter"),
             es=ElasticsearchSettings.from_env(env),
             thanos=ThanosSettings.from_env(env),
-            report_index=env_required(env, "REPORT_INDEX", cls.report_index),
+            report_index=report_index,
             results_index=env_required(env, "RESULTS_INDEX", cls.results_index),
             metadata_index=env_required(env, "METADATA_INDEX", cls.metadata_index),
             grafana_url=env_url(env, "GRAFANA_URL", None),
@@ -184,6 +189,9 @@ class Settings:
             retry_max_wait_s=env_float(env, "RETRY_MAX_WAIT", cls.retry_max_wait_s, minimum=0),
             outage_limit_s=env_float(env, "OUTAGE_LIMIT", cls.outage_limit_s, minimum=0),
             limits=limits_from_env(env),
+            incomplete_after_s=env_float(env, "INCOMPLETE_AFTER", cls.incomplete_after_s, minimum=1),
+            sweep_every_s=env_float(env, "INCOMPLETE_SWEEP", cls.sweep_every_s, minimum=0.1),
+            pending_index=env_required(env, "PENDING_INDEX", f"{report_index}-pending"),
         )
 
 
