@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     # The transport warns once per failed request; an outage is told by consumer.outage instead.
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    logging.getLogger("opensearch").setLevel(logging.ERROR)
     # Before anything can log: URL userinfo and Authorization values are masked from the start,
     # the secret values themselves once the settings are read.
     redacting = redaction.install(Redactor())

@@ -1,4 +1,4 @@
-"""The Elasticsearch client, configured once; reading every hit of a search; which errors to retry."""
+"""The store's client, configured once; reading every hit of a search; which errors to retry."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TlsError
-from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
+from elasticsearch import ApiError, NotFoundError
 
 from consumer.settings import ElasticsearchSettings
+from consumer.store import Store
+from producer_hooks.settings import ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -20,32 +23,41 @@ log = logging.getLogger(__name__)
 _TRANSIENT_4XX = frozenset({408, 429})
 
 
-def connect(settings: ElasticsearchSettings) -> AsyncElasticsearch:
-    """An :class:`AsyncElasticsearch` for ``settings``; no I/O happens until the first request.
+def connect(settings: ElasticsearchSettings) -> Store:
+    """The store for ``settings`` (Elasticsearch or OpenSearch, see :mod:`consumer.store`); no I/O
+    happens until the first request.
 
-    The client itself never retries: every caller wraps its requests in the :class:`RetryPolicy`,
+    The clients themselves never retry: every caller wraps its requests in the :class:`RetryPolicy`,
     which backs off with jitter and logs, so a second retry layer would only multiply attempts.
     """
-    options: dict[str, Any] = {
+    elasticsearch: dict[str, Any] = {
         "request_timeout": settings.timeout_s,
         "max_retries": 0,
         "retry_on_timeout": False,
         # Reports with many metric series are large and compress well.
         "http_compress": True,
     }
+    opensearch: dict[str, Any] = {"timeout": settings.timeout_s, "max_retries": 0, "retry_on_timeout": False,
+                                  "http_compress": True}
+    probe: dict[str, Any] = {"timeout": min(settings.timeout_s, 10.0)}
     if settings.api_key is not None:
-        options["api_key"] = settings.api_key.reveal()
+        elasticsearch["api_key"] = settings.api_key.reveal()
+        opensearch["headers"] = probe["headers"] = {"Authorization": f"ApiKey {settings.api_key.reveal()}"}
     elif settings.username is not None or settings.password is not None:
         password = settings.password.reveal() if settings.password is not None else ""
-        options["basic_auth"] = (settings.username or "", password)
+        elasticsearch["basic_auth"] = opensearch["http_auth"] = (settings.username or "", password)
+        probe["auth"] = aiohttp.BasicAuth(settings.username or "", password)
     # The transport refuses TLS options on plain http nodes.
     if urlsplit(settings.url).scheme == "https":
-        options["verify_certs"] = settings.verify_certs
-        if settings.ca_certs is not None:
-            options["ca_certs"] = str(settings.ca_certs)
-        if not settings.verify_certs:
-            options["ssl_show_warn"] = False
-    return AsyncElasticsearch(settings.url, **options)
+        for options in (elasticsearch, opensearch):
+            options["verify_certs"] = settings.verify_certs
+            if settings.ca_certs is not None:
+                options["ca_certs"] = str(settings.ca_certs)
+            if not settings.verify_certs:
+                options["ssl_show_warn"] = False
+        opensearch["use_ssl"] = True
+        probe["ssl"] = ssl_context(settings.ca_certs, None, None, settings.verify_certs)
+    return Store(settings.url, settings.store, elasticsearch, opensearch, probe)
 
 
 class IncompleteSearch(Exception):
@@ -53,7 +65,7 @@ class IncompleteSearch(Exception):
 
 
 async def search_all(
-    es: AsyncElasticsearch,
+    es: Store,
     index: str,
     query: Mapping[str, Any],
     *,

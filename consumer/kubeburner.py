@@ -93,15 +93,15 @@ def epoch_ns(value: Any) -> int | None:
     return (moment - _EPOCH) // timedelta(seconds=1) * 10**9 + nanos
 
 
-def capped(name: Any) -> str:
-    """``name`` as text of at most :data:`MAX_NAME_CHARS` characters; a longer one is cut and ends
-    with a marker giving its length and a hash, so two long names stay distinct."""
+def capped(name: Any, limit: int = MAX_NAME_CHARS) -> str:
+    """``name`` as text of at most ``limit`` characters; a longer one is cut and ends with a
+    marker giving its length and a hash, so two long names stay distinct."""
     text = name if isinstance(name, str) else str(name)
-    if len(text) <= MAX_NAME_CHARS:
+    if len(text) <= limit:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     marker = f"…[{len(text)} chars, sha256 {digest}]"
-    return text[: MAX_NAME_CHARS - len(marker)] + marker
+    return text[: limit - len(marker)] + marker
 
 
 def number(value: Any) -> int | float | None:
@@ -383,10 +383,27 @@ def _entry(job: _Job) -> dict[str, Any]:
         "latency_ms": latency or None,
         "latency_other_ms": other or None,
         "attribution": sorted(job.attribution) or None,
-        "config": dict(config) or None,
-        "metadata": metadata or None,
+        "config": free_text(dict(config)) or None,
+        "metadata": free_text(metadata) or None,
     }
     return {key: value for key, value in entry.items() if value is not None}
+
+
+# Free-form strings longer than this are cut (with a marker): no store searches them anyway
+# (Elasticsearch's flattened fields skip values over 1,024 characters), and OpenSearch's
+# flat_object refuses a whole document over one value near Lucene's 32,766-byte term limit.
+MAX_FREE_TEXT = 8191
+
+
+def free_text(value: Any) -> Any:
+    """``value`` with every string (keys too) cut to :data:`MAX_FREE_TEXT` characters."""
+    if isinstance(value, str):
+        return capped(value, MAX_FREE_TEXT)
+    if isinstance(value, Mapping):
+        return {capped(key, MAX_FREE_TEXT): free_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [free_text(item) for item in value]
+    return value
 
 
 def _date(value: Any) -> str | None:

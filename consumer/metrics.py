@@ -4,7 +4,8 @@ Report shape: one flat list of series, in profile order (control-plane's queries
 naming its query, so one mapping serves every metric whatever its name::
 
     [{"name": "podCPU", "profile": "control-plane", "unit": "cores", "query": "<rendered PromQL>",
-      "status": "ok", "labels": {"namespace": "openshift-etcd"}, "avg": 1.2, "max": 3.4, "samples": 361,
+      "status": "ok", "labels": {"namespace": "openshift-etcd"}, "label_values": "openshift-etcd",
+      "avg": 1.2, "max": 3.4, "samples": 361,
       "step_s": 10.0,                                       # the resolution evaluated
       "warnings": ["..."]},                                 # only when Thanos sent some
      {"name": "etcdMemory", "profile": ..., "query": ..., "status": "no data"},
@@ -81,9 +82,17 @@ def entries(planned: PlannedQuery, result: QueryResult | None = None, error: str
     if not result.series:
         return [{**base, "status": NO_DATA}]
     return [
-        {**base, "status": OK, "labels": s.labels, "avg": s.avg, "max": s.max, "samples": s.samples}
+        {**base, "status": OK, "labels": s.labels, "label_values": label_values(s.labels), "avg": s.avg, "max": s.max,
+         "samples": s.samples}
         for s in result.series
     ]
+
+
+def label_values(labels: dict[str, str]) -> str:
+    """The series' label values in label-name order, joined by spaces (``openshift-etcd`` for a
+    query by namespace): one keyword that every store can group by, where a label inside the
+    free-form ``labels`` is aggregatable in Elasticsearch only."""
+    return " ".join(value for _, value in sorted(labels.items()))
 
 
 async def collect_metrics(

@@ -50,6 +50,8 @@ class ElasticsearchSettings:
     ca_certs: Path | None = None
     verify_certs: bool = True
     timeout_s: float = 30.0
+    # elasticsearch or opensearch; None: whatever the server says it is (GET /)
+    store: str | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> ElasticsearchSettings:
@@ -66,6 +68,7 @@ class ElasticsearchSettings:
             ca_certs=env_path(env, "ES_CA_CERTS", must_exist=True),
             verify_certs=env_bool(env, "ES_VERIFY_CERTS", True),
             timeout_s=env_float(env, "ES_TIMEOUT", cls.timeout_s, minimum=0.1),
+            store=env_store(env),
         )
 
     def secrets(self) -> tuple[Secret, ...]:
@@ -118,6 +121,15 @@ class ThanosSettings:
 
     def secrets(self) -> tuple[Secret, ...]:
         return tuple(secret for secret in (self.token, self.password) if secret is not None)
+
+
+def env_store(env: Env) -> str | None:
+    raw = (env_str(env, "STORE") or "auto").lower()
+    if raw == "auto":
+        return None
+    if raw not in ("elasticsearch", "opensearch"):
+        raise SettingsError(f"STORE={raw!r} is not one of auto, elasticsearch, opensearch")
+    return raw
 
 
 def _set(env: Env, *names: str) -> list[str]:

@@ -112,6 +112,7 @@ REPORT_MAPPING: dict[str, Any] = _typed(
                 "query": _LONG_KEYWORD,
                 "status": _KEYWORD,  # ok, no data, error
                 "labels": _FLATTENED,
+                "label_values": _KEYWORD,
                 "avg": _DOUBLE,
                 "max": _DOUBLE,
                 "samples": _LONG,

@@ -19,7 +19,7 @@ from consumer.topics import TopicSpec, delete_topics, ensure_topics
 from producer_hooks.settings import HookSettings
 from tests.support.prometheus import prometheus_with_basic_auth
 from tests.support.secure import SecureServers, secure_servers
-from tests.support.services import external, service_env, services
+from tests.support.services import external, service_env, services, store
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,11 @@ def service_settings() -> Settings:
     if external():
         return Settings.from_env()
     services("up")
-    return Settings.from_env({**os.environ, **service_env()})
+    env = {**os.environ, **service_env()}
+    if store() == "opensearch":  # PERF_REPORTS_STORE=opensearch: the same tests against OpenSearch
+        services("up", "opensearch")
+        env.update(ES_SERVER=f"http://127.0.0.1:{os.environ.get('OPENSEARCH_PORT', '9201')}", STORE="opensearch")
+    return Settings.from_env(env)
 
 
 @pytest.fixture

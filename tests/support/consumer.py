@@ -26,6 +26,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         "REPORT_GROUP": settings.group,
         "DEAD_LETTER_TOPIC": settings.dead_letter_topic,
         "ES_SERVER": settings.es.url,
+        "STORE": settings.es.store or "auto",
         "THANOS_URL": settings.thanos.url,
         "REPORT_INDEX": settings.report_index,
         "RESULTS_INDEX": settings.results_index,

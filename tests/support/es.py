@@ -1,16 +1,33 @@
-"""Documents into Elasticsearch, searchable as soon as the call returns."""
+"""Documents into the store (Elasticsearch or OpenSearch), searchable as soon as the call returns."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from elasticsearch import AsyncElasticsearch
-from elasticsearch.helpers import async_bulk
+CHUNK = 2000
 
 
-async def index_docs(es: AsyncElasticsearch, index: str, docs: Iterable[dict], *, refresh: bool = True) -> int:
-    actions = ({"_index": index, "_source": doc} for doc in docs)
-    indexed, errors = await async_bulk(es, actions, refresh="wait_for" if refresh else False, raise_on_error=True)
+async def index_docs(es, index: str, docs: Iterable[dict], *, refresh: bool = True) -> int:
+    """Bulk-index ``docs`` into ``index``; raise if any is refused. Returns how many were indexed."""
+    batch: list[dict] = []
+    indexed = 0
+
+    async def send(last: bool) -> int:
+        response = await es.bulk(operations=batch, refresh="wait_for" if refresh and last else False)
+        if response["errors"]:
+            failed = [item for item in response["items"] if next(iter(item.values())).get("error")]
+            raise AssertionError(f"{len(failed)} documents refused by {index}: {failed[:2]}")
+        return len(response["items"])
+
+    for doc in docs:
+        batch += [{"index": {"_index": index}}, doc]
+        if len(batch) >= 2 * CHUNK:
+            indexed += await send(last=False)
+            batch = []
+    if batch:
+        indexed += await send(last=True)
+    elif refresh and indexed:
+        await es.indices.refresh(index=index)
     return indexed
 
 

@@ -43,3 +43,9 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def store() -> str:
+    """Which store the tests run against: ``elasticsearch`` (default) or ``opensearch``
+    (PERF_REPORTS_STORE=opensearch)."""
+    return os.environ.get("PERF_REPORTS_STORE", "elasticsearch")
