@@ -1,7 +1,8 @@
 """A dashboard's queries as Grafana's Elasticsearch data source sends them, and its answers as
 Grafana reads them, so tests can run a shipped dashboard against the real Elasticsearch.
 
-What Grafana 10.1+ and 11 do with a panel's query (the request is built in Grafana's server):
+What Grafana 10.2 and later (11) do with a panel's query; the request is built in Grafana's server
+(10.0 and 10.1 built it in the browser with the same aggregations, the raw-data sort as a list):
 
 1. **Template variables** (in the browser): the Lucene query string and each ``filters`` bucket's
    query get the ``lucene`` format: one value is escaped (``perf\\-1``), several are quoted and
