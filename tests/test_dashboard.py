@@ -76,37 +76,35 @@ def fixture_runs() -> list[Run]:
     rng = random.Random(7)
     now = int(NOW.timestamp())
     demo = sample_runs(now)
-    extra = [
-        # An older release on the demo's AWS cluster, a day earlier.
-        (demo[0]["doc"] | {"uuid": "dash-older-release", "cluster_version": "4.17.9"}, "success",
-         {"cluster-density-v2": 100}, None, 86_400),
-        # A failed run: nothing indexed by kube-burner.
-        (demo[2]["doc"] | {"uuid": "dash-failed", "benchmark": "node-density"}, "failure", None, None, 9_000),
-        # A partial report: a metric query refused; an incremental-load job with three steps.
-        (demo[1]["doc"] | {"uuid": "dash-partial", "build_tag": "node-density"}, "success",
-         {"node-density": 300}, "podMemory", 12_000),
-        # Outside the dashboard's time range.
-        (demo[0]["doc"] | {"uuid": "dash-long-ago"}, "success", {"cluster-density-v2": 50}, None, 40 * 86_400),
-    ]
     runs = []
     for n, sample in enumerate(demo):
         doc = {**sample["doc"], sample["status_key"]: "success"}
         start = datetime.fromtimestamp(sample["start"], timezone.utc)
-        runs.append(Run(doc, "success", kube_burner_run(doc["uuid"], start, sample["jobs"], cluster=sample["cluster"],
-                                                        seed=n), series_for(rng)))
-    for n, (doc, status, jobs, failing, ago) in enumerate(extra):
-        start = now - ago - 1800
-        doc = {**{k: v for k, v in doc.items() if k not in ("start_date", "end_date", "startDate", "endDate")},
-               **({"start_date": _iso(start), "end_date": _iso(start + 1800)} if "cluster_name" in doc
-                  else {"startDate": _iso(start), "endDate": _iso(start + 1800)})}
-        doc["job_status" if "cluster_name" in doc else "jobStatus"] = status
-        cluster = doc.get("cluster_name") or doc.get("clusterName")
-        burner = None
-        if jobs:
-            incremental = {"node-density": 3} if doc["uuid"] == "dash-partial" else None
-            burner = kube_burner_run(doc["uuid"], datetime.fromtimestamp(start, timezone.utc), jobs, cluster=cluster,
-                                     seed=10 + n, incremental=incremental)
-        runs.append(Run(doc, status, burner, series_for(rng), failing))
+        burner = kube_burner_run(doc["uuid"], start, sample["jobs"], cluster=sample["cluster"], seed=n)
+        runs.append(Run(doc, "success", burner, series_for(rng)))
+
+    def another(sample: dict, uuid: str, ended_ago: int, status: str, jobs: dict | None, failing: str | None = None,
+                incremental: dict | None = None, **changes: str) -> Run:
+        """A demo run's document for another run, ended ``ended_ago`` seconds before NOW."""
+        start = now - ended_ago - 1800
+        window = ("start_date", "end_date") if sample["status_key"] == "job_status" else ("startDate", "endDate")
+        doc = {**sample["doc"], **changes, "uuid": uuid, sample["status_key"]: status,
+               window[0]: _iso(start), window[1]: _iso(start + 1800)}
+        burner = kube_burner_run(uuid, datetime.fromtimestamp(start, timezone.utc), jobs, cluster=sample["cluster"],
+                                 seed=len(runs), incremental=incremental) if jobs else None
+        return Run(doc, status, burner, series_for(rng), failing)
+
+    runs += [
+        # An older release on the demo's AWS cluster, a day earlier.
+        another(demo[0], "dash-older-release", 86_400, "success", {"cluster-density-v2": 100}, cluster_version="4.17.9"),
+        # A failed run: kube-burner indexed nothing.
+        another(demo[2], "dash-failed", 9_000, "failure", None, benchmark="node-density"),
+        # A partial report (a metric query refused), with an incremental-load job of three steps.
+        another(demo[1], "dash-partial", 12_000, "success", {"node-density": 300}, failing="podMemory",
+                incremental={"node-density": 3}, build_tag="node-density"),
+        # Outside the dashboard's time range.
+        another(demo[0], "dash-long-ago", 40 * 86_400, "success", {"cluster-density-v2": 50}),
+    ]
     return runs
 
 
@@ -338,9 +336,10 @@ async def msearch(es, payload: bytes) -> dict:
     return response.body
 
 
-def all_selected(options: dict[str, tuple[str, ...]]) -> dict[str, Variable]:
+def all_selected() -> dict[str, Variable]:
+    """The four filters on All, as the dashboard opens."""
     board = {v["name"]: v for v in dashboard()["templating"]["list"]}
-    return {name: Variable(name, ALL, options.get(name, ()), board[name].get("allValue")) for name in QUERY_VARIABLES}
+    return {name: Variable(name, ALL, all_value=board[name]["allValue"]) for name in QUERY_VARIABLES}
 
 
 async def run_panels(es, datasource: Datasource, variables: dict[str, Variable], expected: Expected,
@@ -371,8 +370,7 @@ async def test_every_panel_finds_the_numbers_of_the_runs_in_the_time_range(es, f
     expected, datasource = fixture
     runs = expected.in_range()
     assert 0 < len(runs) < len(expected.runs)  # one run is older than the range
-    options = {"platform": ("AWS", "GCP")}
-    answers = await run_panels(es, datasource, all_selected(options), expected, runs, all_find_data=True)
+    answers = await run_panels(es, datasource, all_selected(), expected, runs, all_find_data=True)
     assert set(answers) >= set(CHECKS)  # every checked panel is still on the dashboard
     steps = points(answers["Job elapsed time"], "avg")[("step", "node-density")]
     assert len(steps) >= 1  # the incremental-load job's steps have a line of their own
@@ -380,7 +378,7 @@ async def test_every_panel_finds_the_numbers_of_the_runs_in_the_time_range(es, f
 
 async def test_panels_follow_a_multi_value_selection(es, fixture):
     expected, datasource = fixture
-    variables = all_selected({}) | {
+    variables = all_selected() | {
         "cluster": Variable("cluster", ("perf-aws-418",)),
         "benchmark": Variable("benchmark", ("cluster-density-v2", "node-density")),
     }
@@ -401,6 +399,27 @@ async def test_panels_follow_a_multi_value_selection(es, fixture):
     await run_panels(es, datasource, variables, expected, runs)
 
 
+def test_variables_are_substituted_in_the_lucene_format():
+    variables = {
+        "one": Variable("one", "perf-1:a b"),
+        "several": Variable("several", ("cluster-density-v2", "4.18", 'say "hi"')),
+        "custom_all": Variable("custom_all", ALL, ("x", "y"), all_value="*"),
+        "all": Variable("all", ALL, ("AWS", "GCP")),
+        "none": Variable("none", ()),
+    }
+    assert grafana.interpolate("f:$one AND g:${several} AND h:[[custom_all]] AND i:$all AND j:$none AND $other",
+                               variables, "lucene") == (
+        'f:perf\\-1\\:a\\ b AND g:("cluster\\-density\\-v2" OR "4.18" OR "say\\ \\"hi\\"") AND h:* AND '
+        'i:("AWS" OR "GCP") AND j:__empty__ AND $other')
+    assert grafana.interpolate("${several:raw} $several", variables) == 'cluster-density-v2,4.18,say "hi" ' \
+        '{cluster-density-v2,4.18,say "hi"}'
+    target = {"query": "benchmark:$several", "bucketAggs": [
+        {"id": "2", "type": "filters", "settings": {"filters": [{"query": "f:$one", "label": ""}, {"query": ""}]}}]}
+    applied = grafana.apply_variables(target, variables)
+    assert applied["query"] == 'benchmark:("cluster\\-density\\-v2" OR "4.18" OR "say\\ \\"hi\\"")'
+    assert [f["query"] for f in applied["bucketAggs"][0]["settings"]["filters"]] == ["f:perf\\-1\\:a\\ b", "*"]
+
+
 async def test_variables_list_the_values_of_the_runs_in_the_time_range(es, fixture):
     expected, datasource = fixture
     board = {v["name"]: v for v in dashboard()["templating"]["list"]}
@@ -410,7 +429,7 @@ async def test_variables_list_the_values_of_the_runs_in_the_time_range(es, fixtu
         payload = grafana.variable_payload(board[name], datasource, RANGE, variables)
         return grafana.variable_values(await msearch(es, payload))
 
-    everything = all_selected({})
+    everything = all_selected()
     for name, field_ in (("platform", "openshift_platform"), ("cluster", "openshift_cluster_name"),
                          ("benchmark", "benchmark"), ("version", "openshift_cluster_version_parts.release")):
         assert await options(name, everything) == sorted({expected.field(r, field_) for r in runs}), name
@@ -427,7 +446,7 @@ async def test_the_request_is_the_one_grafana_builds(es, fixture):
     metric, a date histogram on the auto interval."""
     expected, datasource = fixture
     panel = next(p for p in grafana.panels(dashboard()) if p["title"] == "Control-plane CPU per namespace")
-    request = grafana.panel_request(panel, datasource, RANGE, all_selected({}))
+    request = grafana.panel_request(panel, datasource, RANGE, all_selected())
     header, body, end = request.payload.split(b"\n")
     assert end == b""
     assert json.loads(header) == {"search_type": "query_then_fetch", "ignore_unavailable": True,
@@ -455,7 +474,7 @@ async def test_the_request_is_the_one_grafana_builds(es, fixture):
     }
     # Go writes maps with their keys in order: the raw-data sort puts _doc before the time field.
     runs_panel = next(p for p in grafana.panels(dashboard()) if p["title"] == "Runs")
-    raw = grafana.panel_request(runs_panel, datasource, RANGE, all_selected({})).payload.split(b"\n")[1]
+    raw = grafana.panel_request(runs_panel, datasource, RANGE, all_selected()).payload.split(b"\n")[1]
     assert raw.index(b'"_doc"') < raw.index(b'"end_date":{"order"')
 
 
