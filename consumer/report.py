@@ -14,11 +14,15 @@ from typing import Any
 
 import orjson
 
+from consumer.kubeburner import POD_CONDITIONS
 from producer_hooks.events import Event
 from producer_hooks.redaction import Redactor
 
 # Bump when the report's shape changes, so `--stale-only` rebuilds reports of older formats.
 REPORT_FORMAT_VERSION = 2
+
+# The statistics of ``summary.latency_ms``: for each, the highest value over the run's jobs.
+SUMMARY_STATS = ("P99", "P95", "P50", "max")
 
 _VERSION = re.compile(r"^[vV]?(\d{1,4})\.(\d{1,4})(?!\d)(?:\.(\d{1,4})(?!\d))?")
 
@@ -31,21 +35,43 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def version_parts(version: str | None) -> dict[str, int] | None:
-    """``4.16.0-0.nightly-...`` as ``{major: 4, minor: 16, patch: 0, number: 4016000}``: integers a
-    range query orders correctly (4.9 < 4.14 < 4.18), which the version string, as a keyword,
-    does not. ``number`` is ``major * 10^6 + minor * 10^3 + patch`` (patch 0 when absent)."""
+def version_parts(version: str | None) -> dict[str, int | str] | None:
+    """``4.16.0-0.nightly-...`` as ``{major: 4, minor: 16, patch: 0, number: 4016000, release: "4.16"}``:
+    integers a range query orders correctly (4.9 < 4.14 < 4.18), which the version string, as a
+    keyword, does not. ``number`` is ``major * 10^6 + minor * 10^3 + patch`` (patch 0 when absent).
+    ``release`` (major.minor) is what a dashboard groups and filters by: every nightly and z-stream
+    of a release under one value."""
     match = _VERSION.match(version or "")
     if not match:
         return None
     major, minor, patch = (int(part) if part is not None else None for part in match.groups())
     assert major is not None and minor is not None
-    parts = {"major": major, "minor": minor}
+    parts: dict[str, int | str] = {"major": major, "minor": minor}
     if patch is not None:
         parts["patch"] = patch
     if minor < 1000 and (patch or 0) < 1000:
         parts["number"] = major * 1_000_000 + minor * 1_000 + (patch or 0)
+    parts["release"] = f"{major}.{minor}"
     return parts
+
+
+def run_summary(jobs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One number per run for each pod condition and statistic of :data:`SUMMARY_STATS`: the highest
+    over the run's jobs (steps and entries without a name included). ``jobs`` is a nested list, which
+    a Grafana table cannot show and a chart can only reach with a nested aggregation; these are plain
+    fields, so "P99 pod Ready of the run" is a column and a line like any other."""
+    worst: dict[str, dict[str, float]] = {}
+    for job in jobs:
+        latency = job.get("latency_ms")
+        for condition, stats in latency.items() if isinstance(latency, Mapping) else ():
+            for stat in SUMMARY_STATS:
+                value = stats.get(stat) if isinstance(stats, Mapping) else None
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    per_condition = worst.setdefault(condition, {})
+                    per_condition[stat] = max(per_condition.get(stat, value), value)
+    order = {condition: n for n, condition in enumerate(POD_CONDITIONS)}
+    ordered = {c: worst[c] for c in sorted(worst, key=lambda c: (order.get(c, len(order)), c))}
+    return {"latency_ms": ordered} if ordered else {}
 
 
 def build_report(
@@ -64,12 +90,14 @@ def build_report(
     series entries. ``reasons`` say what is missing; none means the report is complete (unless
     ``status`` says otherwise: ``incomplete`` for a run that never finished)."""
     run = event.run
+    jobs = [dict(job) for job in results.get("jobs", ())]
+    end = iso(run.end)
     report: dict[str, Any] = {
         "uuid": run.uuid,
         "benchmark": run.benchmark,
         "job_status": run.status,
         "start_date": iso(run.start),
-        "end_date": iso(run.end),
+        "end_date": end,
         "duration_s": run.duration_s,
         "openshift_cluster_name": run.cluster_name,
         "openshift_cluster_version": run.cluster_version,
@@ -92,8 +120,11 @@ def build_report(
         "upstream_job_build": run.upstream_job_build,
         # As published, but without URL credentials a pipeline may have put in (a build_url with a token).
         "metadata": _NO_USERINFO.apply(dict(event.metadata)),
-        "jobs": [dict(job) for job in results.get("jobs", ())],
-        "metrics": [dict(entry) for entry in metrics],
+        "jobs": jobs,
+        "summary": run_summary(jobs),
+        # Each series carries the end of the window it summarises (the run's), so a nested date
+        # histogram (all a dashboard can run on ``metrics``) can place it in time.
+        "metrics": [{**entry, "end_date": end} if end else dict(entry) for entry in metrics],
         "links": dict(links),
         "report": {
             "status": status or ("partial" if reasons else "complete"),

@@ -21,7 +21,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError
 from consumer.elastic import is_transient
 from consumer.kubeburner import POD_CONDITIONS, QUANTILE_STATS
 from consumer.origin import Origin, compare
-from consumer.report import REPORT_FORMAT_VERSION, with_origin
+from consumer.report import REPORT_FORMAT_VERSION, SUMMARY_STATS, with_origin
 from consumer.retry import RetryPolicy
 from producer_hooks.settings import SettingsError
 
@@ -64,7 +64,7 @@ REPORT_MAPPING: dict[str, Any] = _typed(
         "openshift_cluster_name": _CANONICAL,
         "openshift_cluster_version": _CANONICAL,
         "openshift_cluster_version_parts": _typed(
-            {"major": _INTEGER, "minor": _INTEGER, "patch": _INTEGER, "number": _LONG}
+            {"major": _INTEGER, "minor": _INTEGER, "patch": _INTEGER, "number": _LONG, "release": _KEYWORD}
         ),
         "openshift_network_type": _CANONICAL,
         "openshift_platform": _CANONICAL,
@@ -104,6 +104,10 @@ REPORT_MAPPING: dict[str, Any] = _typed(
             },
             type="nested",
         ),
+        # Per run, the highest of each statistic over its jobs: plain fields for tables and charts.
+        "summary": _typed(
+            {"latency_ms": _typed({c: _typed({stat: _DOUBLE for stat in SUMMARY_STATS}) for c in POD_CONDITIONS})}
+        ),
         "metrics": _typed(
             {
                 "name": _KEYWORD,
@@ -117,6 +121,7 @@ REPORT_MAPPING: dict[str, Any] = _typed(
                 "max": _DOUBLE,
                 "samples": _LONG,
                 "step_s": _DOUBLE,
+                "end_date": _DATE,  # the end of the window summarised: a date histogram's field
                 "error": _LONG_KEYWORD,
                 "warnings": _LONG_KEYWORD,
             },

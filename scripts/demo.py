@@ -6,7 +6,8 @@
 3. starts `report-consumer run`;
 4. publishes each sample run's started and finished events with `report-hook publish`, the way a
    pipeline's shell step does (both metadata schemas);
-5. waits for the reports and prints them, then stops the consumer with SIGTERM.
+5. waits for the reports and prints them, then stops the consumer with SIGTERM;
+6. says how to import the Grafana dashboard (dashboards/perf-reports.json) over the report index.
 """
 
 from __future__ import annotations
@@ -116,7 +117,21 @@ async def main() -> int:
         show(report)
     say(f"{len(reports)} reports in index {settings.report_index} at {settings.es.url}; full documents: "
         f"curl '{settings.es.url}/{settings.report_index}/_doc/<uuid>?pretty'")
+    print(dashboard_help(settings))
     return 0
+
+
+def dashboard_help(settings: Settings) -> str:
+    """How to see the reports in Grafana (10 or 11), with this machine's settings filled in."""
+    return "\n".join([
+        "",
+        f"Grafana dashboard: {REPO / 'dashboards' / 'perf-reports.json'}",
+        "  1. Connections > Data sources > Add data source > Elasticsearch:",
+        f"       URL {settings.es.url}, index name {settings.report_index}, time field name end_date; Save & test",
+        "  2. Dashboards > New > Import: upload dashboards/perf-reports.json, choose a folder, Import",
+        "  3. In the dashboard, choose that data source as 'Report index'; the demo's runs are in the last 3 hours",
+        "  (no Grafana yet? `docker run --network host grafana/grafana`, then http://localhost:3000, admin/admin)",
+    ])
 
 
 async def wait_for_reports(es: AsyncElasticsearch, index: str, wanted: list[str], consumer: subprocess.Popen,

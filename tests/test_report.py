@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from consumer.report import REPORT_FORMAT_VERSION, build_report, fingerprint, version_parts
+from consumer.report import REPORT_FORMAT_VERSION, build_report, fingerprint, run_summary, version_parts
 from producer_hooks.events import make_event
 
 DOC = {
@@ -34,22 +34,24 @@ def test_report_carries_cluster_fields_metadata_and_sections():
     assert built["report"]["status"] == "complete"
     assert built["report"]["profiles"] == [{"name": "control-plane", "version": 2}]
     assert built["report"]["format_version"] == REPORT_FORMAT_VERSION == 2
-    assert built["jobs"] == [{"name": "job", "phase": "job", "elapsed_s": 3.0}] and built["metrics"] == [NO_DATA]
+    assert built["jobs"] == [{"name": "job", "phase": "job", "elapsed_s": 3.0}]
+    assert built["metrics"] == [{**NO_DATA, "end_date": "2024-05-02T11:00:00.000Z"}]  # the window's end, per series
 
 
 def test_canonical_run_fields_are_typed_whatever_the_document_spelled():
     built = report()
     assert (built["master_count"], built["worker_count"], built["infra_count"]) == (3, 24, None)  # strings in DOC
     assert built["duration_s"] == 3597.0 and built["release_stream"] == "4.17.0-0.nightly"
-    assert built["openshift_cluster_version_parts"] == {"major": 4, "minor": 17, "patch": 3, "number": 4_017_003}
+    assert built["openshift_cluster_version_parts"] == {"major": 4, "minor": 17, "patch": 3, "number": 4_017_003,
+                                                        "release": "4.17"}
 
 
 @pytest.mark.parametrize("version, parts", [
-    ("4.9.0", {"major": 4, "minor": 9, "patch": 0, "number": 4_009_000}),
-    ("4.14.0-0.nightly-2024-05-01-000000", {"major": 4, "minor": 14, "patch": 0, "number": 4_014_000}),
-    ("4.18", {"major": 4, "minor": 18, "number": 4_018_000}),
-    ("v1.30.5", {"major": 1, "minor": 30, "patch": 5, "number": 1_030_005}),
-    ("4.18.12345", {"major": 4, "minor": 18, "number": 4_018_000}),
+    ("4.9.0", {"major": 4, "minor": 9, "patch": 0, "number": 4_009_000, "release": "4.9"}),
+    ("4.14.0-0.nightly-2024-05-01-000000", {"major": 4, "minor": 14, "patch": 0, "number": 4_014_000, "release": "4.14"}),
+    ("4.18", {"major": 4, "minor": 18, "number": 4_018_000, "release": "4.18"}),
+    ("v1.30.5", {"major": 1, "minor": 30, "patch": 5, "number": 1_030_005, "release": "1.30"}),
+    ("4.18.12345", {"major": 4, "minor": 18, "number": 4_018_000, "release": "4.18"}),
     ("nightly", None), ("", None), (None, None), ("4", None), ("4.12345", None),
 ])
 def test_version_parts_order_as_numbers(version, parts):
@@ -60,6 +62,25 @@ def test_version_numbers_sort_where_version_strings_do_not():
     versions = ["4.9.0", "4.14.2", "4.18.1", "4.10.3"]
     assert sorted(versions) != sorted(versions, key=lambda v: version_parts(v)["number"])
     assert sorted(versions, key=lambda v: version_parts(v)["number"]) == ["4.9.0", "4.10.3", "4.14.2", "4.18.1"]
+
+
+def test_summary_holds_the_highest_latency_of_each_condition_over_the_runs_jobs():
+    jobs = [
+        {"name": "a", "phase": "job", "latency_ms": {"Ready": {"P99": 900, "P95": 700, "P50": 300, "max": 1200, "avg": 5},
+                                                     "PodScheduled": {"P99": 40}}},
+        {"name": "b", "phase": "step", "step": 1, "latency_ms": {"Ready": {"P99": 1500.5, "P95": 600, "P50": 350}}},
+        {"name": "garbage-collection", "phase": "gc", "elapsed_s": 31},
+        {"phase": "job", "latency_ms": {"Ready": {"P99": 1000, "max": 1100}}},  # unattributed: still the run's
+    ]
+    assert run_summary(jobs) == {"latency_ms": {
+        "PodScheduled": {"P99": 40},
+        "Ready": {"P99": 1500.5, "P95": 700, "P50": 350, "max": 1200},
+    }}
+    assert list(run_summary(jobs)["latency_ms"]) == ["PodScheduled", "Ready"]  # kube-burner's order
+    assert run_summary([{"name": "gc", "phase": "gc"}]) == {} == run_summary([])
+    built = build_report(make_event(DOC), results={"jobs": jobs}, metrics=[], links={}, profiles=[], reasons=[],
+                         built_at=datetime(2024, 5, 2, 12, tzinfo=timezone.utc))
+    assert built["summary"]["latency_ms"]["Ready"]["P99"] == 1500.5 and built["jobs"] == jobs
 
 
 def test_reasons_make_a_report_partial():
