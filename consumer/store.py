@@ -96,6 +96,10 @@ class Store:
     async def search(self, **kwargs: Any) -> Any:
         return await (await self.backend()).search(**kwargs)
 
+    async def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A request the product builds itself (e.g. a dashboard's ndjson ``_msearch``)."""
+        return await (await self.backend()).perform_request(method, path, **kwargs)
+
     async def msearch(self, **kwargs: Any) -> Any:
         return await (await self.backend()).msearch(**kwargs)
 
@@ -225,11 +229,11 @@ class _OpenSearch:
     async def close(self) -> None:
         await self._client.close()
 
-    async def _call(self, method: Any, **kwargs: Any) -> ObjectApiResponse:
+    async def _call(self, call: Any, /, **kwargs: Any) -> ObjectApiResponse:
         from opensearchpy import exceptions as os_errors
 
         try:
-            body = await method(**kwargs)
+            body = await call(**kwargs)
         except os_errors.TransportError as err:
             status = err.status_code if isinstance(err.status_code, int) else 0
             if status in self._ignore:
@@ -243,6 +247,11 @@ class _OpenSearch:
         if body.get("sort") == [{"_shard_doc": "asc"}]:
             body["sort"] = [{"_doc": "asc"}]  # a point in time's tie-breaker, as OpenSearch 2 names it
         return await self._call(self._client.search, index=index, body=body, params=params)
+
+    async def perform_request(self, method: str, path: str, *, body: Any = None,
+                              headers: Mapping[str, str] | None = None) -> ObjectApiResponse:
+        return await self._call(self._client.transport.perform_request, method=method, url=path, body=body,
+                                headers=dict(headers or {}))
 
     async def msearch(self, *, searches: Sequence[Any] | None = None, index: Any = None, body: Any = None,
                       **params: Any) -> ObjectApiResponse:

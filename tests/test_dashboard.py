@@ -462,7 +462,7 @@ async def test_the_request_is_the_one_grafana_builds(es, fixture):
         "aggs": {"2": {"nested": {"path": "metrics"}, "aggs": {
             "3": {"filters": {"filters": {"podCPU": {"query_string": {"query": "metrics.name:podCPU",
                                                                       "analyze_wildcard": True}}}},
-                  "aggs": {"4": {"terms": {"field": "metrics.labels.namespace", "size": 10, "order": {"1": "desc"},
+                  "aggs": {"4": {"terms": {"field": "metrics.label_values", "size": 10, "order": {"1": "desc"},
                                            "min_doc_count": 1},
                                  "aggs": {"1": {"avg": {"field": "metrics.avg"}},
                                           "6": {"date_histogram": {
