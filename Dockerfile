@@ -4,7 +4,7 @@ WORKDIR /app
 COPY setup.cfg pyproject.toml README.md ./
 COPY consumer consumer
 COPY producer_hooks producer_hooks
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[consumer]"
 USER nobody
 ENTRYPOINT ["report-consumer"]
 CMD ["run"]
