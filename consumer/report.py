@@ -117,6 +117,16 @@ def with_origin(report: Mapping[str, Any], origin: Mapping[str, Any]) -> dict[st
     return changed
 
 
+def with_verdict(report: Mapping[str, Any], verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` with its ``verdict`` (consumer.verdict). The verdict is part of the fingerprint: it
+    depends only on the run and its comparable history, so the same inputs give the same verdict,
+    and a changed verdict (an acknowledgement, a rebuilt history) is worth rewriting the report for."""
+    changed = {**report, "verdict": dict(verdict)}
+    changed["report"] = {**report["report"]}
+    changed["report"]["fingerprint"] = fingerprint(changed)
+    return changed
+
+
 def fingerprint(report: Mapping[str, Any]) -> str:
     """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting."""
     block = {key: value for key, value in report["report"].items() if key not in ("built_at", "fingerprint")}
