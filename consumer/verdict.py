@@ -186,8 +186,7 @@ def judge(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]], acks:
     verdict: dict[str, Any] = {"rule": rule.label, "comparable": comparable, "history_runs": len(history),
                                "min_history": rule.min_history}
     if report.get("job_status") != "success":
-        return {**verdict, "status": "not-judged", "reason": f"the run did not succeed ({report.get('job_status')})",
-                "numbers": [], "regressions": [], "improvements": [], "acked": []}
+        return not_judged(f"the run did not succeed ({report.get('job_status')})", **verdict)
     mine = numbers_of(report, rule)
     theirs = [numbers_of(run, rule) for run in history]
     acks = list(acks)
@@ -227,10 +226,12 @@ def verdict_fingerprint(verdict: Mapping[str, Any]) -> str:
     return hashlib.sha256(content).hexdigest()[:16]
 
 
-def not_judged(reason: str) -> dict[str, Any]:
-    """The verdict of a report no rule applies to."""
-    return {"status": "not-judged", "reason": reason, "numbers": [], "regressions": [], "improvements": [],
-            "acked": [], "history_runs": 0}
+def not_judged(reason: str, **fields: Any) -> dict[str, Any]:
+    """The verdict of a run that is not judged: it failed, or no rule applies to its benchmark."""
+    verdict = {"history_runs": 0, **fields, "status": "not-judged", "reason": reason, "numbers": [],
+               "regressions": [], "improvements": [], "acked": []}
+    verdict["fingerprint"] = verdict_fingerprint(verdict)
+    return verdict
 
 
 async def verdict_for(es: AsyncElasticsearch, report_index: str, ack_index: str, rules: Sequence[Rule],
