@@ -38,12 +38,19 @@ class Levels:
         return cls(level("p99", BASE[P99]), level("p50", BASE[P50]), level("elapsed", BASE[ELAPSED]), level("cpu", BASE[CPU]))
 
 
-def report_of(uuid: str, start: datetime, levels: Levels, *, platform: str = "AWS", workers: int = 24,
-              status: str = "success", benchmark: str = "node-density") -> dict:
-    """The report the consumer builds for a node-density run with these numbers (no verdict yet)."""
+def run_metadata(uuid: str, start: datetime, *, platform: str = "AWS", workers: int = 24, status: str = "success",
+                 benchmark: str = "node-density") -> dict:
+    """The metadata document of a 1,900 s run, as a pipeline publishes it."""
     begin = int(start.timestamp())
     doc = run_doc(uuid, cluster="perf-verdicts", benchmark=benchmark, status=status, start=begin, end=begin + 1900)
     doc.update(platform=platform, worker_count=str(workers), cluster_version="4.17.3")
+    return doc
+
+
+def report_of(uuid: str, start: datetime, levels: Levels, *, platform: str = "AWS", workers: int = 24,
+              status: str = "success", benchmark: str = "node-density") -> dict:
+    """The report the consumer builds for a node-density run with these numbers (no verdict yet)."""
+    doc = run_metadata(uuid, start, platform=platform, workers=workers, status=status, benchmark=benchmark)
     jobs = [{"name": benchmark, "phase": "job", "elapsed_s": levels.elapsed, "iterations": 600,
              "latency_ms": {"Ready": {"P99": levels.p99, "P50": levels.p50}}},
             {"name": "garbage-collection", "phase": "gc", "elapsed_s": 30.0}]
