@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -246,10 +247,10 @@ def field_value(document: Mapping[str, Any], path: str) -> Any:
     """``document``'s value at a dotted ``path`` (``metadata.KEY`` is one key of the metadata)."""
     if path.startswith("metadata."):
         metadata = document.get("metadata")
-        return metadata.get(path[len("metadata."):]) if isinstance(metadata, Mapping) else None
+        return metadata.get(path[len("metadata."):]) if isinstance(metadata, dict) else None
     value: Any = document
     for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
+        value = value.get(part) if isinstance(value, dict) else None
     return value
 
 
@@ -268,18 +269,27 @@ def labels_text(labels: Mapping[str, Any]) -> str:
     return "{" + ",".join(f"{key}={labels[key]}" for key in sorted(labels)) + "}" if labels else ""
 
 
+@lru_cache(maxsize=1024)
+def _globs(patterns: tuple[str, ...]) -> Callable[[str], Any]:
+    """One compiled matcher for any of ``patterns`` (fnmatch globs, case-sensitive)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns)).match
+
+
 def numbers_of(report: Mapping[str, Any], rule: Rule) -> dict[str, Number]:
-    """The judged numbers of ``report`` under ``rule``, by name (the first of equal names)."""
+    """The judged numbers of ``report`` under ``rule``, by name (the first of equal names).
+
+    Called for every run of a history (50 by default) on each verdict, so it matches with compiled
+    globs and plain ``dict`` checks (reports come from JSON).
+    """
     found: dict[str, Number] = {}
-    jobs = [job for job in report.get("jobs") or () if isinstance(job, Mapping) and job.get("name")]
+    jobs = [job for job in report.get("jobs") or () if isinstance(job, dict) and job.get("name")]
     metrics = [entry for entry in report.get("metrics") or ()
-               if isinstance(entry, Mapping) and entry.get("status") == "ok" and entry.get("name")]
+               if isinstance(entry, dict) and entry.get("status") == "ok" and entry.get("name")]
     for judged in rule.numbers:
         if judged.jobs:
+            job_matches = _globs(judged.jobs)
             for job in jobs:
-                if job.get("phase", "job") not in judged.phases:
-                    continue
-                if not any(fnmatch.fnmatchcase(str(job["name"]), glob) for glob in judged.jobs):
+                if job.get("phase", "job") not in judged.phases or not job_matches(str(job["name"])):
                     continue
                 value = _number(field_value(job, judged.value))
                 name = f"{_job_subject(job)}/{judged.value}"
@@ -287,16 +297,20 @@ def numbers_of(report: Mapping[str, Any], rule: Rule) -> dict[str, Number]:
                     unit = "ms" if judged.value.startswith("latency_ms.") else "s" if judged.value == "elapsed_s" else None
                     found[name] = Number(name, value, judged, unit, job=str(job["name"]))
             continue
+        metric_matches = _globs(judged.metrics)
+        label_matches = [(label, _globs(globs)) for label, globs in judged.labels]
         for entry in metrics:
-            if not any(fnmatch.fnmatchcase(str(entry["name"]), glob) for glob in judged.metrics):
+            if not metric_matches(str(entry["name"])):
                 continue
-            labels = entry.get("labels") if isinstance(entry.get("labels"), Mapping) else {}
-            if not all(any(fnmatch.fnmatchcase(str(labels.get(label, "")), glob) for glob in globs)
-                       for label, globs in judged.labels):
+            labels = entry.get("labels")
+            labels = labels if isinstance(labels, dict) else {}
+            if not all(matches(str(labels.get(label, ""))) for label, matches in label_matches):
                 continue
             value = _number(entry.get(judged.value))
+            if value is None:
+                continue
             name = f"{entry['name']}{labels_text(labels)}/{judged.value}"
-            if value is not None and name not in found:
+            if name not in found:
                 found[name] = Number(name, value, judged, entry.get("unit"), metric=str(entry["name"]), labels=dict(labels))
     return found
 
