@@ -243,6 +243,8 @@ async def verdict_for(es: AsyncElasticsearch, report_index: str, ack_index: str,
     if report.get("job_status") != "success":
         return judge(report, [], [], rule)
     history = await comparable_history(es, report_index, report, rule, retry)
+    if not history:  # nothing to compare with: no acknowledgement can matter
+        return judge(report, history, [], rule)
     acks = await acks_for(es, ack_index, [str(run.get("uuid")) for run in history] + [str(report.get("uuid"))], retry)
     return judge(report, history, acks, rule)
 

@@ -19,6 +19,18 @@ from tests.support.kubeburner import run_documents
 from tests.support.metadata import run_doc
 
 
+@pytest.fixture
+def settings(settings: Settings, tmp_path) -> Settings:
+    """These tests pin how reports are written, whoever writes them: the verdict is held to one
+    conclusion (never enough history), since runs built at once see each other's reports appear and
+    a verdict whose conclusion changes is rightly written again (see tests/test_verdicts.py)."""
+    rules = tmp_path / "comparisons"
+    rules.mkdir()
+    (rules / "default.yaml").write_text(
+        "rules: [{benchmarks: '*', min_history: 1000, numbers: [{job: '*', value: elapsed_s}]}]\n")
+    return dataclasses.replace(settings, comparison_dir=rules)
+
+
 def summary(output: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in output.splitlines() if ": " in line and not line.startswith(" "))
 

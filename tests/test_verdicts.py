@@ -218,3 +218,21 @@ def test_comparison_rules_from_a_folder_come_first_and_bad_files_say_where(tmp_p
         with pytest.raises(ComparisonError) as err:
             load_rules(tmp_path)
         assert str(err.value).startswith(f"{tmp_path / 'density.yaml'}: ") and problem in str(err.value)
+
+
+async def test_bad_comparison_rules_or_webhook_url_stop_a_command_with_one_line(settings: Settings, tmp_path: Path):
+    (tmp_path / "mine.yaml").write_text("rules: [{benchmarks: '*', numbers: [{job: '*', value: elapsed_s, direction: up}]}]")
+    env = {**settings_env(settings), "COMPARISON_DIR": str(tmp_path)}
+
+    async def run(env: dict[str, str]) -> tuple[int | None, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "consumer.cli", "backfill", "--days", "1", "--dry-run", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode, err.decode()
+
+    code, err = await run(env)
+    assert code == 2 and err.strip().splitlines() == [
+        f"report-consumer: {tmp_path / 'mine.yaml'}: rules[0].numbers[0]: direction 'up' is not lower or higher"]
+    code, err = await run({**settings_env(settings), "WEBHOOK_URL": "hooks.slack.com/services/T0/B0/s3cr3t-token"})
+    assert code == 2 and "WEBHOOK_URL is not an http(s) URL" in err and "s3cr3t" not in err
