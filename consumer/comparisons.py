@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -275,31 +275,30 @@ def _globs(patterns: tuple[str, ...]) -> Callable[[str], Any]:
     return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns)).match
 
 
-def numbers_of(report: Mapping[str, Any], rule: Rule) -> dict[str, Number]:
-    """The judged numbers of ``report`` under ``rule``, by name (the first of equal names).
+def _judged(report: Mapping[str, Any], rule: Rule) -> Iterator[tuple[str, float, Judged, Mapping[str, Any]]]:
+    """(name, value, kind, job or metric entry) of every judged number of ``report``, in the rule's
+    order; equal names may repeat (the first counts).
 
-    Called for every run of a history (50 by default) on each verdict, so it matches with compiled
-    globs and plain ``dict`` checks (reports come from JSON).
+    Run for every run of a history (50 by default) on each verdict, so it matches with compiled
+    globs, plain ``dict`` checks (reports come from JSON) and each series' name built once.
     """
-    found: dict[str, Number] = {}
     jobs = [job for job in report.get("jobs") or () if isinstance(job, dict) and job.get("name")]
     metrics = [entry for entry in report.get("metrics") or ()
                if isinstance(entry, dict) and entry.get("status") == "ok" and entry.get("name")]
+    metric_kinds = [(judged, _globs(judged.metrics), [(label, _globs(globs)) for label, globs in judged.labels])
+                    for judged in rule.numbers if not judged.jobs]
+    subjects: dict[int, str] = {}
     for judged in rule.numbers:
-        if judged.jobs:
-            job_matches = _globs(judged.jobs)
-            for job in jobs:
-                if job.get("phase", "job") not in judged.phases or not job_matches(str(job["name"])):
-                    continue
-                value = _number(field_value(job, judged.value))
-                name = f"{_job_subject(job)}/{judged.value}"
-                if value is not None and name not in found:
-                    unit = "ms" if judged.value.startswith("latency_ms.") else "s" if judged.value == "elapsed_s" else None
-                    found[name] = Number(name, value, judged, unit, job=str(job["name"]))
+        if not judged.jobs:
             continue
-        metric_matches = _globs(judged.metrics)
-        label_matches = [(label, _globs(globs)) for label, globs in judged.labels]
-        for entry in metrics:
+        job_matches = _globs(judged.jobs)
+        for job in jobs:
+            if job.get("phase", "job") in judged.phases and job_matches(str(job["name"])):
+                value = _number(field_value(job, judged.value))
+                if value is not None:
+                    yield f"{_job_subject(job)}/{judged.value}", value, judged, job
+    for judged, metric_matches, label_matches in metric_kinds:
+        for at, entry in enumerate(metrics):
             if not metric_matches(str(entry["name"])):
                 continue
             labels = entry.get("labels")
@@ -307,11 +306,32 @@ def numbers_of(report: Mapping[str, Any], rule: Rule) -> dict[str, Number]:
             if not all(matches(str(labels.get(label, ""))) for label, matches in label_matches):
                 continue
             value = _number(entry.get(judged.value))
-            if value is None:
-                continue
-            name = f"{entry['name']}{labels_text(labels)}/{judged.value}"
-            if name not in found:
-                found[name] = Number(name, value, judged, entry.get("unit"), metric=str(entry["name"]), labels=dict(labels))
+            if value is not None:
+                if at not in subjects:
+                    subjects[at] = f"{entry['name']}{labels_text(labels)}"
+                yield f"{subjects[at]}/{judged.value}", value, judged, entry
+
+
+def numbers_of(report: Mapping[str, Any], rule: Rule) -> dict[str, Number]:
+    """The judged numbers of ``report`` under ``rule``, by name (the first of equal names)."""
+    found: dict[str, Number] = {}
+    for name, value, judged, source in _judged(report, rule):
+        if name in found:
+            continue
+        if judged.jobs:
+            unit = "ms" if judged.value.startswith("latency_ms.") else "s" if judged.value == "elapsed_s" else None
+            found[name] = Number(name, value, judged, unit, job=str(source["name"]))
+        else:
+            labels = source.get("labels") if isinstance(source.get("labels"), dict) else {}
+            found[name] = Number(name, value, judged, source.get("unit"), metric=str(source["name"]), labels=dict(labels))
+    return found
+
+
+def values_of(report: Mapping[str, Any], rule: Rule) -> dict[str, float]:
+    """Only the values of :func:`numbers_of`: what a history run contributes."""
+    found: dict[str, float] = {}
+    for name, value, _, _ in _judged(report, rule):
+        found.setdefault(name, value)
     return found
 
 
@@ -326,4 +346,5 @@ __all__ = [
     "numbers_of",
     "parse_rules",
     "rule_for",
+    "values_of",
 ]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from consumer.acks import Ack, acks_for
-from consumer.comparisons import Number, Rule, field_value, numbers_of, rule_for
+from consumer.comparisons import Number, Rule, field_value, numbers_of, rule_for, values_of
 from consumer.edivisive import change_points, t_test
 
 if TYPE_CHECKING:
@@ -188,12 +188,11 @@ def judge(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]], acks:
     if report.get("job_status") != "success":
         return not_judged(f"the run did not succeed ({report.get('job_status')})", **verdict)
     mine = numbers_of(report, rule)
-    theirs = [numbers_of(run, rule) for run in history]
+    theirs = [values_of(run, rule) for run in history]
     acks = list(acks)
     numbers = []
     for name, number in mine.items():
-        series = [(str(run.get("uuid")), found[name].value if name in found else None)
-                  for run, found in zip(history, theirs)]
+        series = [(str(run.get("uuid")), found.get(name)) for run, found in zip(history, theirs)]
         acked = {ack.uuid for ack in acks if fnmatch.fnmatchcase(name, ack.metric)}
         numbers.append(judge_number(number, uuid, series, acked, rule))
     judged = [entry for entry in numbers if entry["method"] == "e-divisive"]
