@@ -14,14 +14,14 @@ from datetime import datetime, timezone
 
 from elasticsearch import AsyncElasticsearch
 
+from consumer.comparisons import Rule, load_rules
 from consumer.elastic import connect
 from consumer.links import grafana_links
 from consumer.metrics import collect_metrics
+from consumer.notify import Notifier
 from consumer.origin import Origin
 from consumer.outage import Outages
 from consumer.profiles import Profile, check_rules, load_profiles, profiles_for
-from consumer.comparisons import Rule, load_rules
-from consumer.notify import Notifier
 from consumer.report import build_report, with_verdict
 from consumer.results import gather_results
 from consumer.retry import RetryPolicy
