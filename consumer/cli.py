@@ -126,9 +126,9 @@ def explain(err: Exception, settings: Settings | None) -> tuple[int, str] | None
     from elastic_transport import TlsError
     from elasticsearch import AuthenticationException, AuthorizationException
 
+    from consumer.comparisons import ComparisonError
     from consumer.outage import OutageLimitExceeded
     from consumer.preflight import Fatal
-    from consumer.comparisons import ComparisonError
     from consumer.profiles import ProfileError
     from consumer.topics import MissingTopic
     from producer_hooks.kafka_check import KafkaUnreachable
