@@ -58,6 +58,14 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument("--dry-run", action="store_true", help="list the runs that would be built")
     backfill.add_argument("--max-in-flight", type=positive, help="reports built at once (MAX_IN_FLIGHT)")
     add_view_commands(commands)
+
+    ack = commands.add_parser("ack", help="acknowledge a known change of a judged number in a run")
+    ack.add_argument("uuid", help="the run (uuid or unique prefix) whose change is known")
+    ack.add_argument("--metric", required=True, help="the judged number, as `show` names it (or a glob of names)")
+    ack.add_argument("--reason", required=True, help="why it is known: a bug link, an expected change")
+    acks = commands.add_parser("acks", help="list acknowledgements, newest first")
+    acks.add_argument("--uuid", action="append", default=[], help="only this run's (repeatable)")
+    acks.add_argument("--json", action="store_true", help="one JSON array")
     return root
 
 
@@ -93,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, max_in_flight=args.max_in_flight)
         if getattr(args, "group", None):
             settings = dataclasses.replace(settings, group=args.group)
-        command = {"init": init, "run": run, "replay": replay, "backfill": backfill, **VIEW_COMMANDS}[args.command]
+        command = {"init": init, "run": run, "replay": replay, "backfill": backfill, "ack": ack, "acks": acks,
+                   **VIEW_COMMANDS}[args.command]
         return asyncio.run(_supervised(command, settings, args))
     except KeyboardInterrupt:  # before the command's own signal handling was in place
         return 128 + signal.SIGINT
@@ -118,6 +127,7 @@ def explain(err: Exception, settings: Settings | None) -> tuple[int, str] | None
     from elastic_transport import TlsError
     from elasticsearch import AuthenticationException, AuthorizationException
 
+    from consumer.comparisons import ComparisonError
     from consumer.outage import OutageLimitExceeded
     from consumer.preflight import Fatal
     from consumer.profiles import ProfileError
@@ -129,7 +139,7 @@ def explain(err: Exception, settings: Settings | None) -> tuple[int, str] | None
         inner = explain(err.__cause__, settings)
         if inner is not None:
             return 1, f"{inner[1]} (waited OUTAGE_LIMIT={settings.outage_limit_s if settings else '?'} s)"
-    if isinstance(err, (SettingsError, ProfileError, Fatal, MissingTopic)):
+    if isinstance(err, (SettingsError, ProfileError, ComparisonError, Fatal, MissingTopic)):
         return 2, str(err)
     if isinstance(err, NotFound):
         return 1, str(err)
@@ -255,6 +265,57 @@ async def backfill(settings: Settings, args: argparse.Namespace, signals: Signal
                                             summary, uuids=set(args.uuid), limits=settings.limits)
 
     return await _rebuild(settings, args, "backfill", find)
+
+
+async def ack(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
+    import fnmatch
+    import getpass
+
+    from consumer.acks import add_ack
+    from consumer.elastic import connect
+    from consumer.views import find_report
+
+    reason = " ".join(args.reason.split())
+    if not reason:
+        raise SettingsError("--reason is empty: say why the change is known (a bug link, an expected change)")
+    async with connect(settings.es) as es:
+        report = await find_report(es, settings.report_index, args.uuid)
+        judged = [str(entry.get("name")) for entry in (report.get("verdict") or {}).get("numbers") or ()]
+        matched = [name for name in judged if fnmatch.fnmatchcase(name, args.metric)]
+        if judged and not matched:
+            shown = ", ".join(judged[:6]) + (", ..." if len(judged) > 6 else "")
+            raise NotFound(f"run {report['uuid']} has no judged number {args.metric!r}; its numbers: {shown} "
+                           "(see `report-consumer show`)")
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = None
+        await add_ack(es, settings.acks_index, report["uuid"], args.metric, reason, user,
+                      datetime.now(timezone.utc), settings.retry)
+    print(f"acknowledged {', '.join(matched) or args.metric} of run {report['uuid']}: {reason}")
+    print("later verdicts treat it as the expected level; rebuild this run's report with "
+          f"`report-consumer replay --uuid {report['uuid']}` to update its own verdict")
+    return 0
+
+
+async def acks(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
+    import json
+
+    from consumer.acks import list_acks
+    from consumer.elastic import connect
+    from consumer.views import fit, when
+
+    async with connect(settings.es) as es:
+        found = await list_acks(es, settings.acks_index, settings.retry, uuids=args.uuid)
+    if args.json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+    elif not found:
+        print("no acknowledgements")
+    else:
+        for doc in found:
+            print(fit(f"{when(doc.get('created_at'))[:16]}  {doc.get('uuid')}  {doc.get('metric')}", 80))
+            print(fit(f"    {doc.get('reason')}" + (f" ({doc['by']})" if doc.get("by") else ""), 80))
+    return 0
 
 
 async def _wait_for_kafka(settings: Settings) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 
 # The consumer's own dependencies (the `consumer` extra), by import name.
-CONSUMER_STACK = frozenset({"elasticsearch", "elastic_transport", "opensearchpy", "aiohttp", "tenacity", "yaml"})
+CONSUMER_STACK = frozenset({"elasticsearch", "elastic_transport", "opensearchpy", "aiohttp", "tenacity", "yaml",
+                            "numpy"})
 
 
 def main() -> int:

@@ -14,19 +14,22 @@ from datetime import datetime, timezone
 
 from elasticsearch import AsyncElasticsearch
 
+from consumer.comparisons import Rule, load_rules
 from consumer.elastic import connect
 from consumer.links import grafana_links
 from consumer.metrics import collect_metrics
+from consumer.notify import Notifier
 from consumer.origin import Origin
 from consumer.outage import Outages
 from consumer.pending import Started, ensure_pending_index, incomplete_reason
 from consumer.profiles import Profile, check_rules, load_profiles, profiles_for
-from consumer.report import build_report
+from consumer.report import build_report, with_verdict
 from consumer.results import gather_results
 from consumer.retry import RetryPolicy
 from consumer.settings import Settings
 from consumer.sink import WriteOutcome, ensure_report_index, write_report
 from consumer.thanos import Thanos
+from consumer.verdict import verdict_for
 from producer_hooks.events import Event, Run
 
 log = logging.getLogger(__name__)
@@ -59,23 +62,29 @@ class Pipeline:
     """Builds and stores reports. Holds the clients; open it with :meth:`open`."""
 
     def __init__(self, settings: Settings, es: AsyncElasticsearch, thanos: Thanos, profiles: dict[str, Profile],
-                 outages: Outages | None = None) -> None:
+                 outages: Outages | None = None, rules: list[Rule] | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.es = es
         self.thanos = thanos
         self.profiles = profiles
         self.outages = outages or Outages(limit_s=settings.outage_limit_s, max_wait_s=settings.retry_max_wait_s)
+        self.rules = load_rules(settings.comparison_dir) if rules is None else rules
+        self.notifier = notifier or Notifier(es, settings.notifications_index, settings.webhook_url,
+                                             timeout_s=settings.webhook_timeout_s, retry=settings.retry)
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[Pipeline]:
         profiles = load_profiles(settings.profile_dir)
         check_rules(settings.benchmark_profiles, profiles)
+        rules = load_rules(settings.comparison_dir)
         async with AsyncExitStack() as stack:
             es = connect(settings.es)
             stack.push_async_callback(es.close)
             thanos = await stack.enter_async_context(Thanos(settings.thanos, settings.retry))
-            pipeline = cls(settings, es, thanos, profiles)
+            pipeline = cls(settings, es, thanos, profiles, rules=rules)
+            stack.push_async_callback(pipeline.notifier.close)
             # The outage tracker is the retry here: told at once, waited out, one line per interval.
             await pipeline.outages.ride_out(lambda: ensure_report_index(es, settings.report_index, RetryPolicy(attempts=1)),
                                             f"creating index {settings.report_index}")
@@ -107,7 +116,7 @@ class Pipeline:
             reasons.append("no cluster name in the run's metadata: metrics not collected")
 
         links = grafana_links(settings.grafana_url, settings.dashboards, run.cluster_name or "", run.start, run.end)
-        return build_report(
+        report = build_report(
             event,
             results=results.data,
             metrics=metrics,
@@ -117,6 +126,8 @@ class Pipeline:
             built_at=datetime.now(timezone.utc),
             origin=origin.to_dict() if origin is not None else None,
         )
+        return with_verdict(report, await verdict_for(self.es, settings.report_index, settings.acks_index, self.rules,
+                                                      report, settings.retry))
 
     async def report_incomplete(self, started: Started) -> Outcome:
         """Store the ``incomplete`` report of a run whose finished event never came: its metadata
@@ -146,7 +157,10 @@ class Pipeline:
             return report, await write_report(self.es, self.settings.report_index, report, self.settings.retry)
 
         report, outcome = await self.outages.ride_out(attempt, f"building the report of {event.run.uuid}")
+        if outcome is not WriteOutcome.SUPERSEDED:
+            self.notifier.after_write(report)  # a regression is told once, in the background
         status = report["report"]["status"]
-        log.info("report %s %s: %s (%s)%s", event.run.uuid, event.run.benchmark, outcome.value, status,
+        log.info("report %s %s: %s (%s, verdict %s)%s", event.run.uuid, event.run.benchmark, outcome.value, status,
+                 report.get("verdict", {}).get("status"),
                  f": {'; '.join(report['report']['reasons'])}" if status != "complete" else "")
         return Outcome(event.run.uuid, outcome, status, tuple(report["report"]["reasons"]))

@@ -150,10 +150,29 @@ def with_origin(report: Mapping[str, Any], origin: Mapping[str, Any]) -> dict[st
     return changed
 
 
+def with_verdict(report: Mapping[str, Any], verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` with its ``verdict`` (consumer.verdict). The verdict's conclusion is part of the
+    fingerprint: it depends only on the run, its comparable history and their acknowledgements, so
+    the same inputs give the same verdict, and a changed one is worth rewriting the report for."""
+    changed = {**report, "verdict": dict(verdict)}
+    changed["report"] = {**report["report"]}
+    changed["report"]["fingerprint"] = fingerprint(changed)
+    return changed
+
+
 def fingerprint(report: Mapping[str, Any]) -> str:
-    """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting."""
+    """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting.
+
+    Of the verdict, only its conclusion counts (its own fingerprint: status, and which numbers moved
+    since which run): the details (medians, p-values, the runs compared with) shift a little as
+    the history fills in, e.g. while a replay rebuilds many runs at once, and are not worth
+    rewriting a report for; a changed conclusion is.
+    """
     block = {key: value for key, value in report["report"].items() if key not in ("built_at", "fingerprint")}
-    return _hash({**report, "report": block})
+    content = {**report, "report": block}
+    if isinstance(report.get("verdict"), Mapping):
+        content["verdict"] = report["verdict"].get("fingerprint")
+    return _hash(content)
 
 
 def _hash(content: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from consumer.retry import RetryPolicy
 from producer_hooks.events import DEFAULT_LIMITS, EventLimits
@@ -166,6 +167,22 @@ class Settings:
     pending_index: str = "ci-reports-pending"
     # What an event may claim (dates, window length): the same limits the hooks apply.
     limits: EventLimits = DEFAULT_LIMITS
+    # Verdicts: extra comparison rules, acknowledgements and notification records (None: beside
+    # REPORT_INDEX, see the properties), and the webhook told about regressions (a secret: Slack's
+    # URL carries its token).
+    comparison_dir: Path | None = None
+    ack_index: str | None = None
+    notification_index: str | None = None
+    webhook_url: Secret | None = field(default=None, repr=False)
+    webhook_timeout_s: float = 10.0
+
+    @property
+    def acks_index(self) -> str:
+        return self.ack_index or f"{self.report_index}-acks"
+
+    @property
+    def notifications_index(self) -> str:
+        return self.notification_index or f"{self.report_index}-notifications"
 
     @property
     def retry(self) -> RetryPolicy:
@@ -173,7 +190,8 @@ class Settings:
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret value the settings hold, for :class:`~producer_hooks.redaction.Redactor`."""
-        return (*self.kafka.secrets(), *self.es.secrets(), *self.thanos.secrets())
+        webhook = (self.webhook_url,) if self.webhook_url is not None else ()
+        return (*self.kafka.secrets(), *self.es.secrets(), *self.thanos.secrets(), *webhook)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -204,7 +222,23 @@ class Settings:
             incomplete_after_s=env_float(env, "INCOMPLETE_AFTER", cls.incomplete_after_s, minimum=1),
             sweep_every_s=env_float(env, "INCOMPLETE_SWEEP", cls.sweep_every_s, minimum=0.1),
             pending_index=env_required(env, "PENDING_INDEX", f"{report_index}-pending"),
+            comparison_dir=env_path(env, "COMPARISON_DIR", must_exist=True),
+            ack_index=env_str(env, "ACK_INDEX"),
+            notification_index=env_str(env, "NOTIFICATION_INDEX"),
+            webhook_url=webhook_url(env),
+            webhook_timeout_s=env_float(env, "WEBHOOK_TIMEOUT", cls.webhook_timeout_s, minimum=0.1),
         )
+
+
+def webhook_url(env: Env) -> Secret | None:
+    """``WEBHOOK_URL`` (or the file ``WEBHOOK_URL_FILE`` names): an http(s) URL, never echoed."""
+    url = env_secret(env, "WEBHOOK_URL")
+    if url is None:
+        return None
+    parts = urlsplit(url.reveal())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError("WEBHOOK_URL is not an http(s) URL (its value is not shown: it may hold a token)")
+    return url
 
 
 def parse_dashboards(raw: str) -> tuple[Dashboard, ...]:

@@ -128,6 +128,48 @@ REPORT_MAPPING: dict[str, Any] = _typed(
             type="nested",
         ),
         "links": {"type": "flattened", "ignore_above": 8191},
+        # consumer/verdict.py; `history` and each number's `series` (for charts) stay in _source only.
+        "verdict": _typed(
+            {
+                "status": _KEYWORD,  # pass, regression, improvement, insufficient-history, not-judged
+                "method": _KEYWORD,
+                "rule": _KEYWORD,
+                "reason": _LONG_KEYWORD,
+                "comparable": _FLATTENED,
+                "history_runs": _INTEGER,
+                "min_history": _INTEGER,
+                "regressions": _KEYWORD,
+                "improvements": _KEYWORD,
+                "acked": _KEYWORD,
+                "fingerprint": _KEYWORD,
+                "numbers": _typed(
+                    {
+                        "name": _KEYWORD,
+                        "job": _KEYWORD,
+                        "metric": _KEYWORD,
+                        "labels": _FLATTENED,
+                        "stat": _KEYWORD,
+                        "unit": _KEYWORD,
+                        "direction": _KEYWORD,
+                        "min_change_pct": _DOUBLE,
+                        "value": _DOUBLE,
+                        "baseline_median": _DOUBLE,
+                        "baseline_spread": _DOUBLE,
+                        "baseline_runs": _INTEGER,
+                        "baseline_from": _KEYWORD,
+                        "delta": _DOUBLE,
+                        "delta_pct": _DOUBLE,
+                        "change_point": _BOOLEAN,
+                        "change_points": _KEYWORD,
+                        "p_value": _DOUBLE,
+                        "status": _KEYWORD,  # pass, regression, improvement, acked, insufficient-history
+                        "method": _KEYWORD,  # e-divisive, threshold
+                        "since": _KEYWORD,
+                    },
+                    type="nested",
+                ),
+            }
+        ),
         "report": _typed(
             {
                 "status": _KEYWORD,

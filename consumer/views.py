@@ -16,6 +16,7 @@ import sys
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consumer.report import REPORT_FORMAT_VERSION
@@ -43,6 +44,8 @@ def add_view_commands(commands: argparse._SubParsersAction) -> None:
     show = commands.add_parser("show", help="print one run's report: jobs, latencies, metrics, reasons, links")
     show.add_argument("uuid", help="the run's uuid, or a unique prefix of it")
     show.add_argument("--json", action="store_true", help="the stored report document, as JSON")
+    show.add_argument("--html", metavar="FILE", type=Path,
+                      help="also write one self-contained HTML page: summary, verdict, a chart per judged number")
 
     listing = commands.add_parser("list", help="list reports, newest first")
     listing.add_argument("--cluster", help="only this cluster")
@@ -84,6 +87,14 @@ class NotFound(Exception):
 async def show(settings: Settings, args: argparse.Namespace, signals: object = None) -> int:
     async with _client(settings) as es:
         report = await find_report(es, settings.report_index, args.uuid)
+    if getattr(args, "html", None):
+        from consumer.page import render_page
+
+        try:
+            args.html.write_text(render_page(report), encoding="utf-8")
+        except OSError as err:
+            raise NotFound(f"cannot write {args.html}: {err.strerror}") from None
+        print(f"wrote {args.html}", file=sys.stderr)
     _print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render_show(report))
     return 0
 
@@ -336,7 +347,47 @@ def render_show(report: Mapping[str, Any]) -> str:
     links = report.get("links") or {}
     if links:
         lines += ["", "links"] + [f"  {key}: {url}" for key, url in links.items()]
+    if isinstance(report.get("verdict"), Mapping):
+        lines += ["", *render_verdict(report["verdict"])]
     return "\n".join(lines)
+
+
+def render_verdict(verdict: Mapping[str, Any]) -> list[str]:
+    """The verdict: one line per judged number (its change against the baseline median), and the
+    details of those that moved."""
+    against = f"against {verdict.get('history_runs', 0)} comparable runs"
+    if verdict.get("rule"):
+        against += f" ({verdict['rule']})"
+    head = f"verdict  {verdict.get('status')} {against}"
+    if verdict.get("status") == "insufficient-history":
+        head += f"; fewer than {verdict.get('min_history')}: numbers judged by the threshold rule alone"
+    if verdict.get("reason"):
+        head += f": {verdict['reason']}"
+    lines = textwrap.wrap(head, WIDTH, subsequent_indent=" " * 9)
+    for entry in verdict.get("numbers") or ():
+        if not isinstance(entry, Mapping):
+            continue
+        pct = entry.get("delta_pct")
+        status = str(entry.get("status"))
+        if entry.get("method") == "threshold" and status in ("regression", "improvement"):
+            status = f"{status[:5]}.*"  # the threshold rule's, not a change point's
+        lines.append(f"  {fit(status, 12):<12} {percent(pct / 100) if isinstance(pct, (int, float)) else '-':>8}  "
+                     f"{fit(str(entry.get('name')), 56)}")
+        if entry.get("status") in ("regression", "improvement", "acked"):
+            unit = entry.get("unit")
+            show = milliseconds if unit == "ms" else duration if unit == "s" else lambda v: with_unit(v, unit)
+            p_value = entry.get("p_value")
+            since = f", since run {entry['since']}" if entry.get("since") and not entry.get("change_point") else ""
+            detail = (f"{show(entry.get('value'))} against a median of {show(entry.get('baseline_median'))} "
+                      f"(spread {show(entry.get('baseline_spread'))}, {entry.get('baseline_runs')} runs)"
+                      f"{', change point at this run' if entry.get('change_point') else ''}"
+                      f"{f', p={p_value:.2g}' if isinstance(p_value, (int, float)) else ''}"
+                      f"{since}")
+            lines += textwrap.wrap(detail, WIDTH, initial_indent=" " * 25, subsequent_indent=" " * 25)
+    if any(isinstance(e, Mapping) and e.get("method") == "threshold" and e.get("status") in ("regression", "improvement")
+           for e in verdict.get("numbers") or ()):
+        lines.append("  * threshold rule: too few comparable runs for change-point detection")
+    return lines
 
 
 # -- list -----------------------------------------------------------------------------------------

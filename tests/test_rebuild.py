@@ -19,6 +19,18 @@ from tests.support.kubeburner import run_documents
 from tests.support.metadata import run_doc
 
 
+@pytest.fixture
+def settings(settings: Settings, tmp_path) -> Settings:
+    """These tests pin how reports are written, whoever writes them: the verdict is held to one
+    conclusion (never enough history), since runs built at once see each other's reports appear and
+    a verdict whose conclusion changes is rightly written again (see tests/test_verdicts.py)."""
+    rules = tmp_path / "comparisons"
+    rules.mkdir()
+    (rules / "default.yaml").write_text(
+        "rules: [{benchmarks: '*', min_history: 1000, numbers: [{job: '*', value: elapsed_s}]}]\n")
+    return dataclasses.replace(settings, comparison_dir=rules)
+
+
 def summary(output: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in output.splitlines() if ": " in line and not line.startswith(" "))
 
@@ -31,8 +43,11 @@ def metadata(uuid: str, cluster: str, benchmark: str, start: datetime, status: s
 
 
 def without_build_time(report: dict) -> dict:
+    """What a rebuild reproduces: all but the build time and the verdict's details (which runs it
+    compared with depends on which reports existed at that moment; its conclusion does not)."""
     block = {k: v for k, v in report["report"].items() if k != "built_at"}
-    return {**{k: v for k, v in report.items() if k not in ("report", "_version")}, "report": block}
+    rest = {k: v for k, v in report.items() if k not in ("report", "_version", "verdict")}
+    return {**rest, "report": block, "verdict": report["verdict"]["fingerprint"]}
 
 
 async def publish_runs(hook_settings, docs: list[dict]) -> None:

@@ -107,3 +107,17 @@ def test_results_are_awaited_only_until_the_deadline_after_the_run_ended():
     assert results_wait(run, 300, run.end + timedelta(days=400)) == 0  # a backfilled run: read once
     failed = make_event({**DOC, "job_status": "failure"}).run
     assert results_wait(failed, 300, failed.end) == 0
+
+
+def test_the_verdict_counts_in_the_fingerprint_by_its_conclusion_only():
+    from consumer.report import with_verdict
+
+    verdict = {"status": "pass", "history_runs": 30, "numbers": [{"name": "x", "baseline_median": 4000.0}],
+               "fingerprint": "conclusion-1"}
+    first = with_verdict(report(), verdict)
+    # A history one run longer moves the median a little: the same conclusion, nothing to rewrite.
+    longer = with_verdict(report(), {**verdict, "history_runs": 31, "numbers": [{"name": "x", "baseline_median": 4003.0}]})
+    assert longer["report"]["fingerprint"] == first["report"]["fingerprint"] != report()["report"]["fingerprint"]
+    changed = with_verdict(report(), {**verdict, "status": "regression", "fingerprint": "conclusion-2"})
+    assert changed["report"]["fingerprint"] != first["report"]["fingerprint"]
+    assert changed["verdict"]["status"] == "regression" and first["verdict"]["history_runs"] == 30

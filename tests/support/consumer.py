@@ -43,6 +43,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         env["GRAFANA_URL"] = settings.grafana_url
     if settings.profile_dir:
         env["PROFILE_DIR"] = str(settings.profile_dir)
+    if settings.comparison_dir:
+        env["COMPARISON_DIR"] = str(settings.comparison_dir)
     env["BENCHMARK_PROFILES"] = ";".join(f"{glob}={'+'.join(names)}" for glob, names in settings.benchmark_profiles)
     env.update(extra)
     return env
