@@ -130,7 +130,7 @@ def main() -> None:
         ours_ms = (time.process_time() - started) / len(cases) * 1000
         result = json.loads(subprocess.run([args.otava_python, "-c", OTAVA], input=json.dumps(series), text=True,
                                            capture_output=True, check=True).stdout)
-        same = sum(a == b for a, b in zip(ours, result["found"]))
+        same = sum(a == b for a, b in zip(ours, result["found"], strict=False))
         print(f"consumer.edivisive, CPU per report (change points only): {ours_ms:.1f} ms "
               f"({ours_ms * len(cases) / len(series):.2f} ms per number)")
         print(f"apache-otava import:       {result['import_s'] * 1000:7.0f} ms")

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError
+from elasticsearch import BadRequestError
 
 from consumer.elastic import is_transient
 from consumer.report import iso
 from consumer.retry import RetryPolicy
+from consumer.store import Store
+
 
 @dataclass(frozen=True)
 class Ack:
@@ -44,7 +46,7 @@ def ack_id(uuid: str, metric: str) -> str:
     return hashlib.sha256(f"{uuid}\x00{metric}".encode()).hexdigest()[:32]
 
 
-async def ensure_ack_index(es: AsyncElasticsearch, index: str) -> None:
+async def ensure_ack_index(es: Store, index: str) -> None:
     try:
         await es.indices.create(index=index, mappings=ACK_MAPPING)
     except BadRequestError as exc:
@@ -52,7 +54,7 @@ async def ensure_ack_index(es: AsyncElasticsearch, index: str) -> None:
             raise
 
 
-async def add_ack(es: AsyncElasticsearch, index: str, uuid: str, metric: str, reason: str, by: str | None,
+async def add_ack(es: Store, index: str, uuid: str, metric: str, reason: str, by: str | None,
                   now: datetime, retry: RetryPolicy) -> dict[str, Any]:
     document = {"uuid": uuid, "metric": metric, "reason": reason, "by": by, "created_at": iso(now)}
     async for attempt in retry.retrying(is_transient, f"storing the acknowledgement of {uuid}"):
@@ -62,7 +64,7 @@ async def add_ack(es: AsyncElasticsearch, index: str, uuid: str, metric: str, re
     return document
 
 
-async def list_acks(es: AsyncElasticsearch, index: str, retry: RetryPolicy, *, uuids: Iterable[str] = (),
+async def list_acks(es: Store, index: str, retry: RetryPolicy, *, uuids: Iterable[str] = (),
                     limit: int = 1000) -> list[dict[str, Any]]:
     """The acknowledgements (of ``uuids`` only, when given), newest first."""
     wanted = list(dict.fromkeys(uuids))
@@ -74,7 +76,7 @@ async def list_acks(es: AsyncElasticsearch, index: str, retry: RetryPolicy, *, u
     return [hit["_source"] for hit in response["hits"]["hits"]]
 
 
-async def acks_for(es: AsyncElasticsearch, index: str, uuids: Iterable[str], retry: RetryPolicy) -> list[Ack]:
+async def acks_for(es: Store, index: str, uuids: Iterable[str], retry: RetryPolicy) -> list[Ack]:
     """The acknowledgements of the runs ``uuids`` (a verdict's history and run)."""
     return [as_ack(doc) for doc in await list_acks(es, index, retry, uuids=uuids)]
 

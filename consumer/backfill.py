@@ -11,12 +11,11 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch
-
 from consumer.elastic import is_transient, search_all
 from consumer.origin import Delivery, Origin
 from consumer.rebuild import Summary
 from consumer.retry import RetryPolicy
+from consumer.store import Store
 from producer_hooks.events import DEFAULT_LIMITS, EventLimits, InvalidEvent, make_event
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ def metadata_query(days: int, uuids: Collection[str] = ()) -> dict[str, Any]:
     return {"bool": {"should": [{"range": {name: {"gte": since}}} for name in DATE_FIELDS], "minimum_should_match": 1}}
 
 
-async def finished_runs_in_index(es: AsyncElasticsearch, index: str, days: int, retry: RetryPolicy,
+async def finished_runs_in_index(es: Store, index: str, days: int, retry: RetryPolicy,
                                  summary: Summary, uuids: Collection[str] = (),
                                  limits: EventLimits = DEFAULT_LIMITS) -> dict[str, Delivery]:
     """The finished runs among the metadata documents, by uuid (the latest document of a run wins)."""
@@ -46,7 +45,7 @@ async def finished_runs_in_index(es: AsyncElasticsearch, index: str, days: int, 
     return runs
 
 
-async def _scan(es: AsyncElasticsearch, index: str, query: dict[str, Any], summary: Summary,
+async def _scan(es: Store, index: str, query: dict[str, Any], summary: Summary,
                 limits: EventLimits) -> dict[str, Delivery]:
     runs: dict[str, Delivery] = {}
     async for doc in search_all(es, index, query):

@@ -20,9 +20,9 @@ from producer_hooks.redaction import Redactor
 from producer_hooks.settings import SettingsError
 
 if TYPE_CHECKING:  # the commands import what they need when they run, so --help stays quick
+    from consumer.origin import Delivery
     from consumer.pipeline import Pipeline
     from consumer.rebuild import Summary
-    from consumer.origin import Delivery
 
 log = logging.getLogger("consumer")
 
@@ -341,13 +341,12 @@ async def _rebuild(settings: Settings, args: argparse.Namespace, label: str,
         runs = await pipeline.outages.ride_out(lambda: find(pipeline, summary), f"reading the runs to {label}")
         summary.runs = len(runs)
         if args.stale_only:
-            fresh = dict(runs)
-            found = runs
-            runs = await pipeline.outages.ride_out(lambda: stale_only(pipeline, found), "reading stored reports")
-            summary.skip("report up to date", len(fresh) - len(runs))
+            every = runs
+            runs = await pipeline.outages.ride_out(lambda: stale_only(pipeline, every), "reading stored reports")
+            summary.skip("report up to date", len(every) - len(runs))
         if args.dry_run:
-            for found in runs.values():
-                run_ = found.event.run
+            for delivery in runs.values():
+                run_ = delivery.event.run
                 print(f"{run_.uuid}\t{run_.benchmark}\t{run_.cluster_name}\t{run_.status}\t{iso(run_.end)}")
         else:
             await rebuild(pipeline, runs.values(), summary, label=label)

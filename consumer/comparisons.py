@@ -322,8 +322,9 @@ def numbers_of(report: Mapping[str, Any], rule: Rule) -> dict[str, Number]:
             unit = "ms" if judged.value.startswith("latency_ms.") else "s" if judged.value == "elapsed_s" else None
             found[name] = Number(name, value, judged, unit, job=str(source["name"]))
         else:
-            labels = source.get("labels") if isinstance(source.get("labels"), dict) else {}
-            found[name] = Number(name, value, judged, source.get("unit"), metric=str(source["name"]), labels=dict(labels))
+            labels = source.get("labels")
+            found[name] = Number(name, value, judged, source.get("unit"), metric=str(source["name"]),
+                                 labels=dict(labels) if isinstance(labels, dict) else {})
     return found
 
 

@@ -17,9 +17,9 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumer.records import Unreadable
 from consumer.settings import Settings
-from producer_hooks.redaction import Redactor
 from consumer.topics import max_message_bytes
 from producer_hooks.kafka_errors import unavailable
+from producer_hooks.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ class DeadLetters:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         if key is None and value is None:  # Kafka allows it; producers need one of them
             key = where.encode()
-        cuts = [f"{name}: {data.decode()}" for name, data in headers if name in (TRUNCATED, KEY_TRUNCATED, HEADERS_DROPPED)]
+        cuts = [f"{name}: {(data or b'').decode()}" for name, data in headers
+                if name in (TRUNCATED, KEY_TRUNCATED, HEADERS_DROPPED)]
         if cuts:
             log.warning("event at %s is too large to copy whole into %s (at most %d bytes): %s", where, self.topic,
                         self.limit, ", ".join(cuts))

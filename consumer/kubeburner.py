@@ -349,7 +349,8 @@ def _number_steps(jobs: list[_Job]) -> None:
 def _entry(job: _Job) -> dict[str, Any]:
     """A job as the report stores it: typed numbers, dates, latency per condition."""
     summary = job.summary or {}
-    config = summary.get("jobConfig") if isinstance(summary.get("jobConfig"), Mapping) else {}
+    raw_config = summary.get("jobConfig")
+    config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
     metadata = dict(summary["metadata"]) if isinstance(summary.get("metadata"), Mapping) else {}
     metadata.update({k: v for k, v in summary.items() if k not in _SUMMARY_KEYS})
     latency: dict[str, dict[str, Any]] = {}

@@ -23,11 +23,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
-from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError
+from elasticsearch import BadRequestError, ConflictError
 
 from consumer.elastic import is_transient
 from consumer.report import iso
 from consumer.retry import RetryPolicy
+from consumer.store import Store
 from producer_hooks.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def _stale(record: Mapping[str, Any], now: datetime) -> bool:
 class Notifier:
     """Sends regression notifications in the background; :meth:`close` waits for them (bounded)."""
 
-    def __init__(self, es: AsyncElasticsearch, index: str, url: Secret | None, *, timeout_s: float = 10.0,
+    def __init__(self, es: Store, index: str, url: Secret | None, *, timeout_s: float = 10.0,
                  retry: RetryPolicy | None = None) -> None:
         self.es = es
         self.index = index

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError
+from elasticsearch import BadRequestError
 
 from consumer.origin import Origin
+from consumer.store import Store
 from producer_hooks.events import Event, InvalidEvent, format_date, make_event
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def from_document(doc: dict[str, Any]) -> Started:
     return Started(event, Origin.from_dict(doc["origin"]), datetime.fromisoformat(doc["due"].replace("Z", "+00:00")))
 
 
-async def ensure_pending_index(es: AsyncElasticsearch, index: str) -> None:
+async def ensure_pending_index(es: Store, index: str) -> None:
     try:
         await es.indices.create(index=index, mappings=PENDING_MAPPING)
     except BadRequestError as err:
@@ -76,7 +77,7 @@ async def ensure_pending_index(es: AsyncElasticsearch, index: str) -> None:
             raise
 
 
-async def remember(es: AsyncElasticsearch, index: str, runs: Sequence[Started]) -> None:
+async def remember(es: Store, index: str, runs: Sequence[Started]) -> None:
     """Store ``runs`` in one bulk request; a later `started` event of a run replaces the earlier."""
     if not runs:
         return
@@ -89,7 +90,7 @@ async def remember(es: AsyncElasticsearch, index: str, runs: Sequence[Started]) 
         raise PendingNotStored(f"{len(failed)} started runs not stored in {index}: {failed[0]['error']}")
 
 
-async def due(es: AsyncElasticsearch, index: str, now: datetime) -> tuple[list[Started], list[str]]:
+async def due(es: Store, index: str, now: datetime) -> tuple[list[Started], list[str]]:
     """Remembered runs whose deadline has passed, oldest first; and the uuids of remembered
     documents that no longer read as a started run (to forget, not to retry forever)."""
     response = await es.options(ignore_status=404).search(
@@ -106,7 +107,7 @@ async def due(es: AsyncElasticsearch, index: str, now: datetime) -> tuple[list[S
     return runs, unreadable
 
 
-async def forget(es: AsyncElasticsearch, index: str, uuids: Sequence[str]) -> None:
+async def forget(es: Store, index: str, uuids: Sequence[str]) -> None:
     if uuids:
         await es.bulk(operations=[{"delete": {"_index": index, "_id": uuid}} for uuid in uuids])
 

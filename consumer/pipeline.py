@@ -12,8 +12,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from elasticsearch import AsyncElasticsearch
-
 from consumer.comparisons import Rule, load_rules
 from consumer.elastic import connect
 from consumer.links import grafana_links
@@ -28,6 +26,7 @@ from consumer.results import gather_results
 from consumer.retry import RetryPolicy
 from consumer.settings import Settings
 from consumer.sink import WriteOutcome, ensure_report_index, write_report
+from consumer.store import Store
 from consumer.thanos import Thanos
 from consumer.verdict import verdict_for
 from producer_hooks.events import Event, Run
@@ -61,7 +60,7 @@ def results_wait(run: Run, deadline_s: float, now: datetime, origin: Origin | No
 class Pipeline:
     """Builds and stores reports. Holds the clients; open it with :meth:`open`."""
 
-    def __init__(self, settings: Settings, es: AsyncElasticsearch, thanos: Thanos, profiles: dict[str, Profile],
+    def __init__(self, settings: Settings, es: Store, thanos: Thanos, profiles: dict[str, Profile],
                  outages: Outages | None = None, rules: list[Rule] | None = None,
                  notifier: Notifier | None = None) -> None:
         self.settings = settings

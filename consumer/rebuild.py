@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from consumer.origin import Delivery
 from consumer.pipeline import Pipeline
 from consumer.report import REPORT_FORMAT_VERSION
 from consumer.sink import stored_versions
-from consumer.origin import Delivery
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import struct
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CorruptRecordException, IllegalStateError, KafkaError, UnsupportedCodecError, for_code
@@ -53,7 +53,7 @@ class Unreadable:
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
-Item = Union[ConsumerRecord, Unreadable]
+Item: TypeAlias = "ConsumerRecord | Unreadable"
 
 
 def is_record_error(err: BaseException) -> bool:

@@ -17,11 +17,10 @@ from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch
-
 from consumer.elastic import is_transient, search_all
 from consumer.kubeburner import JOB_SUMMARY, POD_LATENCY_QUANTILES, job_name, shape_kube_burner
 from consumer.retry import RetryPolicy
+from consumer.store import Store
 from producer_hooks.events import Run
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ class Results:
 
 
 # One attempt at a run's results: (client, index, run) -> Results.
-Reader = Callable[[AsyncElasticsearch, str, Run], Awaitable[Results]]
+Reader = Callable[[Store, str, Run], Awaitable[Results]]
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ def _keyword_terms(name: str, values: list[str]) -> dict[str, Any]:
     }
 
 
-async def read_kube_burner(es: AsyncElasticsearch, index: str, run: Run, *, page_size: int = 1000) -> Results:
+async def read_kube_burner(es: Store, index: str, run: Run, *, page_size: int = 1000) -> Results:
     """One read of a kube-burner run; complete once a jobSummary is searchable.
 
     kube-burner indexes the jobSummary documents after a job's measurements, so once one is
@@ -145,7 +144,7 @@ DEFAULT_READERS = Readers().add(KUBE_BURNER_BENCHMARKS, read_kube_burner)
 
 
 async def gather_results(
-    es: AsyncElasticsearch,
+    es: Store,
     index: str,
     run: Run,
     deadline_s: float,

@@ -16,13 +16,14 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError
+from elasticsearch import BadRequestError, ConflictError
 
 from consumer.elastic import is_transient
 from consumer.kubeburner import POD_CONDITIONS, QUANTILE_STATS
 from consumer.origin import Origin, compare
 from consumer.report import REPORT_FORMAT_VERSION, SUMMARY_STATS, with_origin
 from consumer.retry import RetryPolicy
+from consumer.store import Store
 from producer_hooks.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class ReportRejected(Exception):
 _MAX_RACES = 10
 
 
-async def ensure_report_index(es: AsyncElasticsearch, index: str, retry: RetryPolicy | None = None) -> bool:
+async def ensure_report_index(es: Store, index: str, retry: RetryPolicy | None = None) -> bool:
     """Create the report index with its mapping unless it exists; True if this call created it.
 
     Safe to call from many consumers at once: losing the race to create it is not an error. An
@@ -239,7 +240,7 @@ async def ensure_report_index(es: AsyncElasticsearch, index: str, retry: RetryPo
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _check_format(es: AsyncElasticsearch, index: str) -> None:
+async def _check_format(es: Store, index: str) -> None:
     for name, body in (await es.indices.get_mapping(index=index)).body.items():
         found = body.get("mappings", {}).get("_meta", {}).get("report_format_version", 1)
         if found != REPORT_FORMAT_VERSION:
@@ -250,7 +251,7 @@ async def _check_format(es: AsyncElasticsearch, index: str) -> None:
             )
 
 
-async def _create_index(es: AsyncElasticsearch, index: str) -> bool:
+async def _create_index(es: Store, index: str) -> bool:
     try:
         await es.indices.create(index=index, mappings=REPORT_MAPPING, settings=REPORT_SETTINGS)
     except BadRequestError as exc:
@@ -261,7 +262,7 @@ async def _create_index(es: AsyncElasticsearch, index: str) -> bool:
     return True
 
 
-async def write_report(es: AsyncElasticsearch, index: str, report: Mapping[str, Any], retry: RetryPolicy) -> WriteOutcome:
+async def write_report(es: Store, index: str, report: Mapping[str, Any], retry: RetryPolicy) -> WriteOutcome:
     """Store ``report`` under ``report["uuid"]`` unless the stored one has the same fingerprint.
 
     A transient error (even after Elasticsearch applied the write) is retried from the read, so a
@@ -301,7 +302,7 @@ def decide(report: Mapping[str, Any], stored: Mapping[str, Any] | None) -> tuple
     return WriteOutcome.UPDATED, report
 
 
-async def _write_once(es: AsyncElasticsearch, index: str, report: Mapping[str, Any]) -> WriteOutcome:
+async def _write_once(es: Store, index: str, report: Mapping[str, Any]) -> WriteOutcome:
     doc_id = report["uuid"]
     for _ in range(_MAX_RACES):
         stored = (await es.options(ignore_status=404).get(index=index, id=doc_id, source_includes=_HEAD)).body
@@ -343,7 +344,7 @@ def _index_missing(body: Mapping[str, Any]) -> bool:
 
 
 async def stored_versions(
-    es: AsyncElasticsearch,
+    es: Store,
     index: str,
     uuids: Iterable[str],
     retry: RetryPolicy | None = None,

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig, ObjectApiResponse
+from elastic_transport import ApiResponseMeta, ConnectionTimeout, HttpHeaders, NodeConfig, ObjectApiResponse, TlsError
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout, TlsError
 from elasticsearch import (
     ApiError,
     AsyncElasticsearch,

@@ -37,9 +37,9 @@ import orjson
 from consumer.acks import Ack, acks_for
 from consumer.comparisons import Number, Rule, field_value, numbers_of, rule_for, values_of
 from consumer.edivisive import change_points, t_test
+from consumer.store import Store
 
 if TYPE_CHECKING:
-    from elasticsearch import AsyncElasticsearch
 
     from consumer.retry import RetryPolicy
 
@@ -71,7 +71,7 @@ def history_query(report: Mapping[str, Any], rule: Rule) -> dict[str, Any]:
     return {"bool": {"filter": filters, "must_not": must_not}}
 
 
-async def comparable_history(es: AsyncElasticsearch, index: str, report: Mapping[str, Any], rule: Rule,
+async def comparable_history(es: Store, index: str, report: Mapping[str, Any], rule: Rule,
                              retry: RetryPolicy) -> list[dict[str, Any]]:
     """The last ``rule.history`` comparable reports before ``report``'s start, oldest first."""
     from consumer.elastic import is_transient
@@ -192,7 +192,7 @@ def judge(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]], acks:
     acks = list(acks)
     numbers = []
     for name, number in mine.items():
-        series = [(str(run.get("uuid")), found.get(name)) for run, found in zip(history, theirs)]
+        series = [(str(run.get("uuid")), found.get(name)) for run, found in zip(history, theirs, strict=False)]
         acked = {ack.uuid for ack in acks if fnmatch.fnmatchcase(name, ack.metric)}
         numbers.append(judge_number(number, uuid, series, acked, rule))
     judged = [entry for entry in numbers if entry["method"] == "e-divisive"]
@@ -233,7 +233,7 @@ def not_judged(reason: str, **fields: Any) -> dict[str, Any]:
     return verdict
 
 
-async def verdict_for(es: AsyncElasticsearch, report_index: str, ack_index: str, rules: Sequence[Rule],
+async def verdict_for(es: Store, report_index: str, ack_index: str, rules: Sequence[Rule],
                       report: Mapping[str, Any], retry: RetryPolicy) -> dict[str, Any]:
     """The verdict of a freshly built ``report``: its rule, its comparable history, their acks."""
     rule = rule_for(report.get("benchmark"), rules)

@@ -16,13 +16,14 @@ import sys
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consumer.report import REPORT_FORMAT_VERSION
+from consumer.store import Store
 
 if TYPE_CHECKING:  # the client is imported when a command runs, so --help stays quick
-    from elasticsearch import AsyncElasticsearch
 
     from consumer.settings import Settings
 
@@ -130,13 +131,13 @@ def _print(text: str) -> None:
 # -- reading the index ----------------------------------------------------------------------------
 
 
-def _client(settings: Settings) -> AsyncElasticsearch:
+def _client(settings: Settings) -> Store:
     from consumer.elastic import connect
 
     return connect(settings.es)
 
 
-async def find_report(es: AsyncElasticsearch, index: str, uuid: str) -> dict[str, Any]:
+async def find_report(es: Store, index: str, uuid: str) -> dict[str, Any]:
     """The stored report of ``uuid``, or of the only run whose uuid starts with it; :class:`NotFound`
     (one line, saying what to do) otherwise."""
     found = (await es.options(ignore_status=404).get(index=index, id=uuid)).body
@@ -172,7 +173,7 @@ def list_query(*, cluster: str | None = None, benchmark: str | None = None, sinc
     return {"bool": {"filter": filters}}
 
 
-async def search_reports(es: AsyncElasticsearch, index: str, *, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
+async def search_reports(es: Store, index: str, *, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
     response = await es.search(index=index, query=list_query(**filters), size=limit, source_includes=list(LIST_FIELDS),
                                sort=[{"start_date": {"order": "desc", "missing": "_last"}}, {"uuid": "asc"}],
                                ignore_unavailable=True)
@@ -325,15 +326,15 @@ def render_show(report: Mapping[str, Any]) -> str:
     else:
         lines += ["", "jobs: none"]
 
-    current = None
+    current: tuple[Any, Any] | None = None
     empty = []
     for entry in _entries(report, "metrics"):
         if entry.get("status") == "no data":
             empty.append(str(entry.get("name")))
             continue
-        key = (entry.get("profile"), entry.get("name"))
-        if key != current:
-            current = key
+        query_key = (entry.get("profile"), entry.get("name"))
+        if query_key != current:
+            current = query_key
             unit = f"{entry['unit']}, " if entry.get("unit") else ""
             lines += ["", fit(f"{entry.get('name')} ({unit}{entry.get('profile')})", WIDTH)]
         status = entry.get("status")
@@ -375,7 +376,7 @@ def render_verdict(verdict: Mapping[str, Any]) -> list[str]:
                      f"{fit(str(entry.get('name')), 56)}")
         if entry.get("status") in ("regression", "improvement", "acked"):
             unit = entry.get("unit")
-            show = milliseconds if unit == "ms" else duration if unit == "s" else lambda v: with_unit(v, unit)
+            show = milliseconds if unit == "ms" else duration if unit == "s" else partial(with_unit, unit=unit)
             p_value = entry.get("p_value")
             since = f", since run {entry['since']}" if entry.get("since") and not entry.get("change_point") else ""
             detail = (f"{show(entry.get('value'))} against a median of {show(entry.get('baseline_median'))} "

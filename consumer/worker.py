@@ -19,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer import pending
 from consumer.deadletter import DeadLetters
 from consumer.origin import Origin, compare
 from consumer.outage import OutageLimitExceeded
-from consumer import pending
 from consumer.pending import Started, due_date
 from consumer.pipeline import Pipeline
 from consumer.records import RecordReader, Unreadable
@@ -216,7 +218,7 @@ class Worker:
         finally:
             self.tracker.finish(partition, record.offset)
 
-    def _spawn(self, coroutine) -> asyncio.Task:  # type: ignore[no-untyped-def]
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -17,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from producer_hooks.events import Event, Message, encode_event
 from producer_hooks.kafka_check import (
     AUTHENTICATION_ERRORS,
     KafkaRefused,
@@ -30,12 +33,13 @@ from producer_hooks.kafka_check import (
     check_connection,
     describe_authentication_error,
 )
-from producer_hooks.events import Event, Message, encode_event
 from producer_hooks.kafka_errors import REFUSED
 from producer_hooks.settings import HookSettings
 from producer_hooks.spool import LockedSpool, Spool
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 class PublishError(Exception):
     """Kafka refused the event itself (too large, malformed); retrying will not help. One line."""
@@ -213,7 +217,7 @@ def flush_sync(settings: HookSettings) -> PublishResult:
     return _run_sync(flush(settings))
 
 
-def _run_sync(coroutine):  # type: ignore[no-untyped-def]
+def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:

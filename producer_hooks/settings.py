@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from producer_hooks.redaction import redact_url_value
-
 from producer_hooks.events import DEFAULT_LIMITS, EventLimits
+from producer_hooks.redaction import redact_url_value
 
 Env = Mapping[str, str]
 N = TypeVar("N", int, float)

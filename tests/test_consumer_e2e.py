@@ -134,7 +134,7 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
     await index_docs(es, settings.results_index, [d for name in ("two-jobs", "density") for d in kube_burner[name].docs])
 
     async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
-        for name, (uuid, cluster, benchmark, status, start, end, camel, _) in runs.items():
+        for uuid, cluster, benchmark, status, start, end, camel, _ in runs.values():
             run = {"cluster": cluster, "benchmark": benchmark, "start": start, "camel": camel}
             for event in (run_doc(uuid, status="running", end=None, **run), run_doc(uuid, status=status, end=end, **run)):
                 assert not (await publish(make_event(event), hook_settings)).spooled

@@ -24,8 +24,8 @@ from producer_hooks.settings import HookSettings, limits_from_env
 from producer_hooks.spool import Spool
 from tests.support.kafka import read_topic, topic_size
 from tests.support.metadata import camel_doc, snake_doc
-from tests.support.services import services
 from tests.support.secure import PASSWORD, SecureServers
+from tests.support.services import services
 
 UNREACHABLE = "127.0.0.1:1"
 

@@ -94,7 +94,7 @@ async def test_the_later_of_two_finished_events_stands_whatever_order_their_buil
                                   "build_url": f"https://ci.example.com/{uuid}/retry"})
 
     async with running_consumer(settings, tmp_path / "consumer.log") as consumer, Publisher(hook_settings) as publisher:
-        for uuid, (first_doc, _) in pairs.items():
+        for first_doc, _ in pairs.values():
             await publisher.publish(make_event(first_doc))
         await asyncio.sleep(1)
         for case, (_, _, pause) in cases.items():
@@ -113,7 +113,7 @@ async def test_the_later_of_two_finished_events_stands_whatever_order_their_buil
 
     stood = {uuid: report["metadata"] for uuid, report in reports.items()}
     assert stood == {uuid: second for uuid, (_, second) in pairs.items()}, "an earlier event's report stands"
-    for uuid, report in reports.items():
+    for report in reports.values():
         if report["job_status"] == "success":
             assert report["report"]["status"] == "complete", report["report"]
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from consumer.settings import Settings
-from producer_hooks.redaction import MASK, Redactor, RedactingFilter, redact_url_value, strip_userinfo
+from producer_hooks.redaction import MASK, RedactingFilter, Redactor, redact_url_value, strip_userinfo
 from producer_hooks.settings import Secret, SettingsError, split_userinfo
 
 

@@ -9,7 +9,8 @@ import uuid as uuidlib
 from datetime import datetime, timezone
 
 import pytest
-from elastic_transport import ApiResponseMeta, ConnectionError as TransportConnectionError, ConnectionTimeout, HttpHeaders, NodeConfig
+from elastic_transport import ApiResponseMeta, ConnectionTimeout, HttpHeaders, NodeConfig
+from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 
 from consumer.elastic import connect, is_transient
@@ -263,7 +264,7 @@ async def test_every_layout_read_back_from_elasticsearch_gives_each_job_its_numb
     assert results.complete and results.reasons == ()
     jobs = results.data["jobs"]
     assert compared(jobs) == expected_jobs(run)
-    for job, truth in zip(jobs, run.jobs):
+    for job, truth in zip(jobs, run.jobs, strict=False):
         assert (job["name"], job.get("step"), job["elapsed_s"]) == (truth.name, truth.step, truth.elapsed)
         for condition, stats in truth.latency.items():
             assert job["latency_ms"][condition] == stats

@@ -131,7 +131,7 @@ async def test_version_ranges_order_numerically(es, settings):
         def minor(version: str) -> tuple[int, int]:
             major, minor_, *_ = version.split("-")[0].split(".")
             return int(major), int(minor_)
-        return {r["uuid"] for r, i in zip(reports, inputs)
+        return {r["uuid"] for r, i in zip(reports, inputs, strict=False)
                 if minor(i["version"]) >= low and (high is None or minor(i["version"]) < high)}
 
     at_least_4_9 = await uuids({"range": {"openshift_cluster_version_parts.number": {"gte": 4_009_000}}})

@@ -24,11 +24,11 @@ from consumer.sink import (
 )
 from tests.support.consumer import run_cli
 from tests.support.es import mapping_fields
+from tests.support.kubeburner import run_documents
 from tests.support.services import store
 
 # Free-form parts are one field whatever their keys: Elasticsearch's flattened, OpenSearch's flat_object.
 FLATTENED = "flat_object" if store() == "opensearch" else "flattened"
-from tests.support.kubeburner import run_documents
 
 START = datetime(2024, 5, 2, 10, 0, 3, tzinfo=timezone.utc)
 JOBS = {"node-density-heavy": 100, "garbage-collection": 100}

@@ -20,7 +20,7 @@ def cluster_series(cluster: str, start: int, end: int, step: int, rng: random.Ra
             for _ in times:
                 total += rate * step * rng.uniform(0.6, 1.4)
                 cpu.append(total)
-            series.append(Series("container_cpu_usage_seconds_total", labels, list(zip(times, cpu))))
+            series.append(Series("container_cpu_usage_seconds_total", labels, list(zip(times, cpu, strict=False))))
             memory = rng.uniform(3e8, 2e9)
             series.append(Series("container_memory_working_set_bytes", labels,
                                  [(t, memory * rng.uniform(0.9, 1.1)) for t in times]))
@@ -33,7 +33,7 @@ def cluster_series(cluster: str, start: int, end: int, step: int, rng: random.Ra
                 counter += share * step * rng.uniform(0.7, 1.3)
                 values.append(counter)
             series.append(Series("node_cpu_seconds_total", {**base, "instance": node, "cpu": "0", "mode": mode},
-                                 list(zip(times, values))))
+                                 list(zip(times, values, strict=False))))
         total = 32 * 2**30
         series.append(Series("node_memory_MemTotal_bytes", {**base, "instance": node}, [(t, total) for t in times]))
         series.append(Series("node_memory_MemAvailable_bytes", {**base, "instance": node},
