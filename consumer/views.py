@@ -372,6 +372,7 @@ def render_verdict(verdict: Mapping[str, Any]) -> list[str]:
         status = str(entry.get("status"))
         if entry.get("method") == "threshold" and status in ("regression", "improvement"):
             status = f"{status[:5]}.*"  # the threshold rule's, not a change point's
+        status = {"insufficient-history": "no history"}.get(status, status)  # the column is 12 wide
         lines.append(f"  {fit(status, 12):<12} {percent(pct / 100) if isinstance(pct, (int, float)) else '-':>8}  "
                      f"{fit(str(entry.get('name')), 56)}")
         if entry.get("status") in ("regression", "improvement", "acked"):
