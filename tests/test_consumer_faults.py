@@ -120,7 +120,8 @@ async def test_sigterm_drains_runs_in_flight_commits_and_exits_0(settings: Setti
         consumer.process.terminate()
         await asyncio.sleep(2)
         await index_docs(es, settings.results_index, docs)
-        assert await consumer.stop(timeout=90) == 0
+        # Waited for, not signalled again: a second signal means "stop now", not "drain".
+        assert await asyncio.wait_for(consumer.process.wait(), 90) == 0
     logs = consumer.logs()
     assert "stopping: waiting up to 60 s" in logs
     drained = await wait_for_reports(es, settings.report_index, set(uuids), timeout=5, at_least=1)
