@@ -150,6 +150,9 @@ class Settings:
     outage_limit_s: float = 0.0
     # What an event may claim (dates, window length): the same limits the hooks apply.
     limits: EventLimits = DEFAULT_LIMITS
+    # `run` serves /healthz, /readyz and /metrics here; port 0: no server.
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
 
     @property
     def retry(self) -> RetryPolicy:
@@ -184,7 +187,16 @@ class Settings:
             retry_max_wait_s=env_float(env, "RETRY_MAX_WAIT", cls.retry_max_wait_s, minimum=0),
             outage_limit_s=env_float(env, "OUTAGE_LIMIT", cls.outage_limit_s, minimum=0),
             limits=limits_from_env(env),
+            http_host=env_required(env, "HTTP_HOST", cls.http_host),
+            http_port=env_port(env, "HTTP_PORT", cls.http_port),
         )
+
+
+def env_port(env: Env, name: str, default: int) -> int:
+    port = env_int(env, name, default, minimum=0)
+    if port > 65535:
+        raise SettingsError(f"{name}={port} is not a port number (0-65535)")
+    return port
 
 
 def parse_dashboards(raw: str) -> tuple[Dashboard, ...]:
