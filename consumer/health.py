@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from consumer.elastic import connect
 from consumer.preflight import Fatal
@@ -173,7 +172,8 @@ def application(telemetry: Telemetry) -> web.Application:
                       "checks": {server.lower(): dataclasses.asdict(check) for server, check in checks.items()}}, ready)
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=telemetry.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = telemetry.exposition(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -208,9 +209,11 @@ class Telemetry:
         self.probes[server] = Probe(ok, detail, self.now())
         self.server_up.labels(server).set(1 if ok else 0)
 
-    def exposition(self) -> bytes:
-        """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The registry in the format the scraper's ``Accept`` header asks for (OpenMetrics or
+        Prometheus text), and its content type."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
 
 async def follow_lag(consumer: AIOKafkaConsumer, tracker: OffsetTracker[TopicPartition], telemetry: Telemetry,
