@@ -172,6 +172,11 @@ class Worker:
             current.superseded = True
             if current.task is not None:
                 current.task.cancel()
+            # This event's build covers the older offset. Finished here, not by the cancelled task:
+            # a task cancelled before it ever ran (both events in one batch) never runs its `finally`.
+            self.tracker.finish(current.partition, current.offset)
+            self.counts["superseded"] += 1
+            self.telemetry.superseded()
             log.info("a later event of %s arrived (%s[%d]@%d): its build starts over", uuid, record.topic,
                      record.partition, record.offset)
         build = _Build(uuid, partition, record.offset, origin)
@@ -190,9 +195,6 @@ class Worker:
             # Superseded: the later event's build covers this offset. Drain budget exceeded:
             # the offset stays in flight, so the next start builds the run again.
             done = build.superseded
-            if build.superseded:
-                self.counts["superseded"] += 1
-                self.telemetry.superseded()
             raise
         except (InvalidEvent, ReportRejected, OutageLimitExceeded) as err:
             await self._dead_letter(build, record, err)
