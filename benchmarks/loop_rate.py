@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from consumer.elastic import connect  # noqa: E402
 from consumer.settings import Settings  # noqa: E402
 from consumer.topics import TopicSpec, delete_topics, ensure_topics  # noqa: E402
 from producer_hooks.events import encode_event, make_event  # noqa: E402
@@ -54,7 +55,8 @@ async def main(args: argparse.Namespace) -> None:
     base = Settings.from_env({**service_env()})
     settings = dataclasses.replace(
         base, kafka=dataclasses.replace(base.kafka, topic=f"bench-runs-{tag}"), group=f"bench-{tag}",
-        dead_letter_topic=f"bench-runs-{tag}.dead-letter", report_index=f"bench-reports-{tag}", commit_interval_s=0.5,
+        dead_letter_topic=f"bench-runs-{tag}.dead-letter", report_index=f"bench-reports-{tag}",
+        pending_index=f"bench-reports-{tag}-pending", commit_interval_s=0.5,
     )
     topics = {settings.kafka.topic: TopicSpec(args.partitions), settings.dead_letter_topic: TopicSpec(1)}
     await ensure_topics(settings.kafka, topics)
@@ -90,6 +92,8 @@ async def main(args: argparse.Namespace) -> None:
             assert await consumer.stop() == 0
     finally:
         await delete_topics(settings.kafka, list(topics))
+        async with connect(settings.es) as es:
+            await es.options(ignore_status=404).indices.delete(index=f"{settings.report_index}*")
     print(f"\n{args.events} started events, {args.partitions} partitions")
     print("producer events/s  consumer events/s  consumer RSS MB")
     print(f"{args.events / produced:>17.0f}  {args.events / consumed:>17.0f}  {rss:>15.0f}")

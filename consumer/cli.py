@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from consumer.report import iso
 from consumer.settings import Settings
+from consumer.views import VIEW_COMMANDS, NotFound, add_view_commands
 from producer_hooks import redaction
 from producer_hooks.redaction import Redactor
 from producer_hooks.settings import SettingsError
@@ -59,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument("--stale-only", action="store_true", help="only runs whose report is missing or outdated")
     backfill.add_argument("--dry-run", action="store_true", help="list the runs that would be built")
     backfill.add_argument("--max-in-flight", type=positive, help="reports built at once (MAX_IN_FLIGHT)")
+    add_view_commands(commands)
     return root
 
 
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, group=args.group)
         if getattr(args, "http_port", None) is not None:
             settings = dataclasses.replace(settings, http_port=args.http_port)
-        command = {"init": init, "run": run, "replay": replay, "backfill": backfill}[args.command]
+        command = {"init": init, "run": run, "replay": replay, "backfill": backfill, **VIEW_COMMANDS}[args.command]
         return asyncio.run(_supervised(command, settings, args))
     except KeyboardInterrupt:  # before the command's own signal handling was in place
         return 128 + signal.SIGINT
@@ -139,6 +141,8 @@ def explain(err: Exception, settings: Settings | None) -> tuple[int, str] | None
             return 1, f"{inner[1]} (waited OUTAGE_LIMIT={settings.outage_limit_s if settings else '?'} s)"
     if isinstance(err, (SettingsError, ProfileError, Fatal, MissingTopic)):
         return 2, str(err)
+    if isinstance(err, NotFound):
+        return 1, str(err)
     if isinstance(err, AuthenticationException):
         return 2, (f"Elasticsearch at {es_url} refused the credentials (HTTP 401); check the user:password in "
                    "ES_SERVER, ES_USERNAME/ES_PASSWORD or ES_API_KEY")

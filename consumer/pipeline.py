@@ -19,6 +19,7 @@ from consumer.links import grafana_links
 from consumer.metrics import collect_metrics
 from consumer.origin import Origin
 from consumer.outage import Outages
+from consumer.pending import Started, ensure_pending_index, incomplete_reason
 from consumer.profiles import Profile, check_rules, load_profiles, profiles_for
 from consumer.report import build_report
 from consumer.results import gather_results
@@ -78,6 +79,8 @@ class Pipeline:
             # The outage tracker is the retry here: told at once, waited out, one line per interval.
             await pipeline.outages.ride_out(lambda: ensure_report_index(es, settings.report_index, RetryPolicy(attempts=1)),
                                             f"creating index {settings.report_index}")
+            await pipeline.outages.ride_out(lambda: ensure_pending_index(es, settings.pending_index),
+                                            f"creating index {settings.pending_index}")
             yield pipeline
 
     def profiles_for(self, benchmark: str | None) -> list[Profile]:
@@ -92,7 +95,7 @@ class Pipeline:
         reasons = list(results.reasons)
 
         profiles = self.profiles_for(run.benchmark)
-        metrics: dict = {}
+        metrics: list = []
         if run.cluster_name:
             collected = await collect_metrics(
                 self.thanos, profiles, settings.thanos.cluster_label, run.cluster_name, run.start, run.end,
@@ -114,6 +117,25 @@ class Pipeline:
             built_at=datetime.now(timezone.utc),
             origin=origin.to_dict() if origin is not None else None,
         )
+
+    async def report_incomplete(self, started: Started) -> Outcome:
+        """Store the ``incomplete`` report of a run whose finished event never came: its metadata
+        and the results that exist, no metrics (its window never closed)."""
+        run, settings = started.event.run, self.settings
+        reason = incomplete_reason(settings.incomplete_after_s)
+
+        async def attempt() -> tuple[dict, WriteOutcome]:
+            results = await gather_results(self.es, settings.results_index, run, 0.0, settings.retry)
+            start = run.start or started.origin.published_at
+            links = grafana_links(settings.grafana_url, settings.dashboards, run.cluster_name or "", start, started.due)
+            report = build_report(started.event, results=results.data, metrics=[], links=links, profiles=[],
+                                  reasons=[reason], built_at=datetime.now(timezone.utc),
+                                  origin=started.origin.to_dict(), status="incomplete")
+            return report, await write_report(self.es, settings.report_index, report, settings.retry)
+
+        report, outcome = await self.outages.ride_out(attempt, f"reporting {run.uuid} incomplete")
+        log.info("report %s %s: %s (incomplete): %s", run.uuid, run.benchmark, outcome.value, reason)
+        return Outcome(run.uuid, outcome, "incomplete", (reason,))
 
     async def process(self, event: Event, origin: Origin | None = None) -> Outcome:
         """Build and store the report of ``event``. A server's outage is waited out (see

@@ -1,8 +1,13 @@
-"""The report document: one per run, shaped from its event, results, metrics and links."""
+"""The report document: one per run, shaped from its event, results, metrics and links.
+
+Schema 2: every name (job, metric, label, condition outside the known six) is a value, never part
+of a field path, so the index mapping (consumer/sink.py) is the same for every report.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -13,7 +18,9 @@ from producer_hooks.events import Event
 from producer_hooks.redaction import Redactor
 
 # Bump when the report's shape changes, so `--stale-only` rebuilds reports of older formats.
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2
+
+_VERSION = re.compile(r"^[vV]?(\d{1,4})\.(\d{1,4})(?!\d)(?:\.(\d{1,4})(?!\d))?")
 
 _NO_USERINFO = Redactor()  # no secret values here: URL userinfo and Authorization values only
 
@@ -24,18 +31,38 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def version_parts(version: str | None) -> dict[str, int] | None:
+    """``4.16.0-0.nightly-...`` as ``{major: 4, minor: 16, patch: 0, number: 4016000}``: integers a
+    range query orders correctly (4.9 < 4.14 < 4.18), which the version string, as a keyword,
+    does not. ``number`` is ``major * 10^6 + minor * 10^3 + patch`` (patch 0 when absent)."""
+    match = _VERSION.match(version or "")
+    if not match:
+        return None
+    major, minor, patch = (int(part) if part is not None else None for part in match.groups())
+    assert major is not None and minor is not None
+    parts = {"major": major, "minor": minor}
+    if patch is not None:
+        parts["patch"] = patch
+    if minor < 1000 and (patch or 0) < 1000:
+        parts["number"] = major * 1_000_000 + minor * 1_000 + (patch or 0)
+    return parts
+
+
 def build_report(
     event: Event,
     *,
     results: Mapping[str, Any],
-    metrics: Mapping[str, Any],
+    metrics: Sequence[Mapping[str, Any]],
     links: Mapping[str, str],
     profiles: Sequence[tuple[str, int]],
     reasons: Sequence[str],
     built_at: datetime,
     origin: Mapping[str, Any] | None = None,
+    status: str | None = None,
 ) -> dict[str, Any]:
-    """The report of one run. ``reasons`` say what is missing; none means the report is complete."""
+    """The report of one run. ``results`` holds the run's ``jobs``; ``metrics`` is the list of
+    series entries. ``reasons`` say what is missing; none means the report is complete (unless
+    ``status`` says otherwise: ``incomplete`` for a run that never finished)."""
     run = event.run
     report: dict[str, Any] = {
         "uuid": run.uuid,
@@ -43,17 +70,33 @@ def build_report(
         "job_status": run.status,
         "start_date": iso(run.start),
         "end_date": iso(run.end),
+        "duration_s": run.duration_s,
         "openshift_cluster_name": run.cluster_name,
         "openshift_cluster_version": run.cluster_version,
+        "openshift_cluster_version_parts": version_parts(run.cluster_version),
         "openshift_network_type": run.network_type,
         "openshift_platform": run.platform,
+        "release_stream": run.release_stream,
+        "ci_system": run.ci_system,
+        "master_count": run.master_count,
+        "worker_count": run.worker_count,
+        "infra_count": run.infra_count,
+        "workload_count": run.workload_count,
+        "total_count": run.total_count,
+        "master_type": run.master_type,
+        "worker_type": run.worker_type,
+        "infra_type": run.infra_type,
+        "workload_type": run.workload_type,
+        "build_url": _NO_USERINFO.apply(run.build_url),  # like metadata: without URL credentials
+        "upstream_job": run.upstream_job,
+        "upstream_job_build": run.upstream_job_build,
         # As published, but without URL credentials a pipeline may have put in (a build_url with a token).
         "metadata": _NO_USERINFO.apply(dict(event.metadata)),
-        "results": dict(results),
-        "metrics": dict(metrics),
+        "jobs": [dict(job) for job in results.get("jobs", ())],
+        "metrics": [dict(entry) for entry in metrics],
         "links": dict(links),
         "report": {
-            "status": "partial" if reasons else "complete",
+            "status": status or ("partial" if reasons else "complete"),
             "reasons": [_NO_USERINFO(reason) for reason in reasons],
             "profiles": [{"name": name, "version": version} for name, version in profiles],
             "format_version": REPORT_FORMAT_VERSION,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import partial
@@ -20,6 +20,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from consumer.elastic import is_transient, search_all
+from consumer.kubeburner import JOB_SUMMARY, POD_LATENCY_QUANTILES, job_name, shape_kube_burner
 from consumer.retry import RetryPolicy
 from producer_hooks.events import Run
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Results:
-    data: dict[str, Any]
+    data: dict[str, Any]  # {"jobs": [job entries, as the report stores them]}
     complete: bool
     reasons: tuple[str, ...] = ()
 
@@ -65,10 +66,6 @@ class Readers:
 
 # -- kube-burner ----------------------------------------------------------------------------------
 
-JOB_SUMMARY = "jobSummary"
-POD_LATENCY_QUANTILES = "podLatencyQuantilesMeasurement"
-QUANTILE_STATS = ("P99", "P95", "P50", "max", "avg", "min")
-
 # Workloads of kube-burner, kube-burner-ocp, e2e-benchmarking and web-burner.
 KUBE_BURNER_BENCHMARKS = (
     "*density*",  # cluster-density[-v2|-ms], node-density[-cni|-heavy], pod-density[-heavy], pvc-, udn-, virt-, web-burner-
@@ -91,52 +88,6 @@ KUBE_BURNER_BENCHMARKS = (
     "garbage-collection*",
     "kube-burner*",
 )
-
-
-def job_name(doc: Mapping[str, Any]) -> str:
-    """v1.11+ documents carry ``jobName``; older ones only ``jobConfig.name``."""
-    if doc.get("jobName"):
-        return str(doc["jobName"])
-    config = doc.get("jobConfig")
-    if isinstance(config, Mapping) and config.get("name"):
-        return str(config["name"])
-    return "default"
-
-
-def shape_kube_burner(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """kube-burner documents into ``{job: {"jobSummary": {...}, "podLatencyQuantiles": {quantile: stats}}}``.
-
-    Each job keeps its own entry, so the jobs of a multi-job workload never overwrite one another.
-    Other documents (metrics, per-pod latencies) are ignored. Should a document be indexed twice,
-    the later one (by ``timestamp``) wins, whatever order the documents arrive in; jobs and
-    quantiles are sorted by name, so the same documents always give the same dict.
-    """
-    summaries: dict[str, Mapping[str, Any]] = {}
-    quantiles: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for doc in docs:
-        metric = doc.get("metricName")
-        if metric == JOB_SUMMARY:
-            _keep_latest(summaries, job_name(doc), doc)
-        elif metric == POD_LATENCY_QUANTILES and doc.get("quantileName"):
-            _keep_latest(quantiles, (job_name(doc), str(doc["quantileName"])), doc)
-
-    jobs: dict[str, dict[str, Any]] = {}
-    for name in sorted(summaries.keys() | {job for job, _ in quantiles}):
-        job: dict[str, Any] = {}
-        if name in summaries:
-            job["jobSummary"] = {k: v for k, v in summaries[name].items() if k not in ("uuid", "metricName")}
-        per_quantile = {q: doc for (j, q), doc in sorted(quantiles.items()) if j == name}
-        if per_quantile:
-            job["podLatencyQuantiles"] = {
-                q: {stat: doc[stat] for stat in QUANTILE_STATS if stat in doc} for q, doc in per_quantile.items()
-            }
-        jobs[name] = job
-    return jobs
-
-
-def _keep_latest(seen: dict[Any, Mapping[str, Any]], key: Any, doc: Mapping[str, Any]) -> None:
-    if key not in seen or str(doc.get("timestamp", "")) > str(seen[key].get("timestamp", "")):
-        seen[key] = doc
 
 
 def kube_burner_query(uuid: str) -> dict[str, Any]:
@@ -167,7 +118,7 @@ async def read_kube_burner(es: AsyncElasticsearch, index: str, run: Run, *, page
     """One read of a kube-burner run; complete once a jobSummary is searchable.
 
     kube-burner indexes the jobSummary documents after a job's measurements, so once one is
-    searchable the run's latencies are too.
+    searchable the run's latencies are too. Quantiles that cannot be tied to one job are reasons.
     """
     docs = [
         doc
@@ -175,10 +126,11 @@ async def read_kube_burner(es: AsyncElasticsearch, index: str, run: Run, *, page
         # Belt and braces: an exact match, whatever the field's mapping.
         if doc.get("uuid") == run.uuid
     ]
-    data = shape_kube_burner(docs)
-    if any("jobSummary" in job for job in data.values()):
-        return Results(data, complete=True)
-    return Results(data, complete=False, reasons=(f"no jobSummary for uuid {run.uuid}",))
+    shaped = shape_kube_burner(docs)
+    data = {"jobs": shaped.jobs}
+    if shaped.summaries:
+        return Results(data, complete=True, reasons=tuple(shaped.reasons))
+    return Results(data, complete=False, reasons=(f"no jobSummary for uuid {run.uuid}", *shaped.reasons))
 
 
 def kube_burner_reader(page_size: int) -> Reader:

@@ -148,6 +148,10 @@ class Settings:
     retry_max_wait_s: float = 30.0
     # How long one run may wait out a server's outage before it is dead-lettered; 0: for as long as it lasts.
     outage_limit_s: float = 0.0
+    # A started run with no finished event this long after its start is reported incomplete.
+    incomplete_after_s: float = 86_400.0
+    sweep_every_s: float = 60.0
+    pending_index: str = "ci-reports-pending"
     # What an event may claim (dates, window length): the same limits the hooks apply.
     limits: EventLimits = DEFAULT_LIMITS
     # `run` serves /healthz, /readyz and /metrics here; port 0: no server.
@@ -166,13 +170,14 @@ class Settings:
     def from_env(cls, env: Env | None = None) -> Settings:
         env = os.environ if env is None else env
         kafka = KafkaSettings.from_env(env)
+        report_index = env_required(env, "REPORT_INDEX", cls.report_index)
         return cls(
             kafka=kafka,
             group=env_required(env, "REPORT_GROUP", cls.group),
             dead_letter_topic=env_required(env, "DEAD_LETTER_TOPIC", f"{kafka.topic}.dead-letter"),
             es=ElasticsearchSettings.from_env(env),
             thanos=ThanosSettings.from_env(env),
-            report_index=env_required(env, "REPORT_INDEX", cls.report_index),
+            report_index=report_index,
             results_index=env_required(env, "RESULTS_INDEX", cls.results_index),
             metadata_index=env_required(env, "METADATA_INDEX", cls.metadata_index),
             grafana_url=env_url(env, "GRAFANA_URL", None),
@@ -189,6 +194,9 @@ class Settings:
             limits=limits_from_env(env),
             http_host=env_required(env, "HTTP_HOST", cls.http_host),
             http_port=env_port(env, "HTTP_PORT", cls.http_port),
+            incomplete_after_s=env_float(env, "INCOMPLETE_AFTER", cls.incomplete_after_s, minimum=1),
+            sweep_every_s=env_float(env, "INCOMPLETE_SWEEP", cls.sweep_every_s, minimum=0.1),
+            pending_index=env_required(env, "PENDING_INDEX", f"{report_index}-pending"),
         )
 
 

@@ -19,73 +19,114 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch, BadRequestError, ConflictError
 
 from consumer.elastic import is_transient
+from consumer.kubeburner import POD_CONDITIONS, QUANTILE_STATS
 from consumer.origin import Origin, compare
-from consumer.report import with_origin
+from consumer.report import REPORT_FORMAT_VERSION, with_origin
 from consumer.retry import RetryPolicy
+from producer_hooks.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
-_LONG_KEYWORD = {"type": "keyword", "ignore_above": 8191}  # URLs, PromQL
+# The run's canonical fields: the event model keeps their strings under Lucene's 32 kB term limit.
+_CANONICAL = {"type": "keyword"}
+_LONG_KEYWORD = {"type": "keyword", "ignore_above": 8191}  # URLs, PromQL, error messages
 _DOUBLE = {"type": "double", "ignore_malformed": True}
+_INTEGER = {"type": "integer", "ignore_malformed": True}
+_LONG = {"type": "long", "ignore_malformed": True}
 _DATE = {"type": "date", "ignore_malformed": True}
+_BOOLEAN = {"type": "boolean", "ignore_malformed": True}
+# Free-form parts (run metadata, job configs, metric labels): one field whatever their keys.
+_FLATTENED = {"type": "flattened", "ignore_above": 1024}
+_FREE_FORM = {**_FLATTENED, "depth_limit": 100}  # kube-burner's, not ours: never refuse a report for it
 
 
-def _template(name: str, path: str | list[str], types: str | list[str], mapping: dict[str, Any]) -> dict[str, Any]:
-    return {name: {"path_match": path, "match_mapping_type": types, "mapping": mapping}}
+def _typed(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """An object of exactly these fields: other keys stay in ``_source`` but add no field."""
+    return {**extra, "dynamic": False, "properties": properties}
 
 
-# Everything free-form (run metadata, metric labels, job configs) is ``flattened``: one field
-# whatever its keys, so the mapping stays bounded. The per-job and per-series numbers stay real
-# doubles, aggregatable in dashboards. Numbers, dates and booleans tolerate a malformed value
-# (``ignore_malformed``): one odd report must never be rejected for a field's type.
-REPORT_MAPPING: dict[str, Any] = {
-    "dynamic": True,
-    # Dates are declared, never guessed: a guessed date field rejects the next non-date string.
-    "date_detection": False,
-    "dynamic_templates": [
-        # results.<job>.jobSummary: scalars stay fields; jobConfig, (pre-1.11) metadata and any other
-        # nested part are flattened.
-        _template("results_objects", "results.*.jobSummary.*", "object", {"type": "flattened"}),
-        _template(
-            "results_dates",
-            ["results.*.jobSummary.timestamp", "results.*.jobSummary.*Timestamp"],
-            "string",
-            _DATE,
+_QUANTILES = {stat: _DOUBLE for stat in QUANTILE_STATS}
+
+# Schema 2 (consumer/report.py): no field path is made of a name. Jobs and metric series are
+# nested lists whose names are values, the known pod conditions are fields, and every object is
+# ``dynamic: false``, so the mapping has the same fields whatever the reports hold, and "P99 Ready
+# of job X" or "max P99 Ready over all jobs" are each one query. Numbers, dates and booleans
+# tolerate a malformed value (``ignore_malformed``): one odd value never rejects a report.
+REPORT_MAPPING: dict[str, Any] = _typed(
+    {
+        "uuid": _CANONICAL,
+        "benchmark": _CANONICAL,
+        "job_status": _CANONICAL,
+        "start_date": _DATE,
+        "end_date": _DATE,
+        "duration_s": _DOUBLE,
+        "openshift_cluster_name": _CANONICAL,
+        "openshift_cluster_version": _CANONICAL,
+        "openshift_cluster_version_parts": _typed(
+            {"major": _INTEGER, "minor": _INTEGER, "patch": _INTEGER, "number": _LONG}
         ),
-        # e.g. results.<job>.podLatencyQuantiles.Ready.P99, results.<job>.jobSummary.elapsedTime
-        _template("results_numbers", "results.*", ["long", "double"], _DOUBLE),
-        _template("results_booleans", "results.*", "boolean", {"type": "boolean", "ignore_malformed": True}),
-        _template("results_strings", "results.*", "string", _KEYWORD),
-        # metrics.<name>.series: one nested document per series, its labels one flattened field.
-        _template("metrics_series", "metrics.*.series", "object", {"type": "nested"}),
-        _template("metrics_labels", "metrics.*.series.labels", "object", {"type": "flattened"}),
-        _template("metrics_samples", "metrics.*.series.samples", ["long", "double"], {"type": "long", "ignore_malformed": True}),
-        _template("metrics_numbers", "metrics.*", ["long", "double"], _DOUBLE),
-        _template("metrics_queries", "metrics.*.query", "string", _LONG_KEYWORD),
-        _template("metrics_strings", "metrics.*", "string", _KEYWORD),
-        _template("links", "links.*", "string", _LONG_KEYWORD),
-        {"strings": {"match_mapping_type": "string", "mapping": _KEYWORD}},
-    ],
-    "properties": {
-        "uuid": {"type": "keyword"},
-        "benchmark": {"type": "keyword"},
-        "job_status": {"type": "keyword"},
-        "openshift_cluster_name": {"type": "keyword"},
-        "openshift_cluster_version": {"type": "keyword"},
-        "openshift_network_type": {"type": "keyword"},
-        "openshift_platform": {"type": "keyword"},
-        "start_date": {"type": "date"},
-        "end_date": {"type": "date"},
-        "metadata": {"type": "flattened", "ignore_above": 1024},
-        "links": {"type": "object"},
-        "results": {"type": "object"},
-        "metrics": {"type": "object"},
-        "report": {
-            "properties": {
-                "status": {"type": "keyword"},
-                "reasons": {"type": "text"},
-                "profiles": {"properties": {"name": {"type": "keyword"}, "version": {"type": "integer"}}},
+        "openshift_network_type": _CANONICAL,
+        "openshift_platform": _CANONICAL,
+        "release_stream": _CANONICAL,
+        "ci_system": _CANONICAL,
+        **{f"{role}_count": _INTEGER for role in ("master", "worker", "infra", "workload", "total")},
+        **{f"{role}_type": _CANONICAL for role in ("master", "worker", "infra", "workload")},
+        "build_url": _CANONICAL,
+        "upstream_job": _CANONICAL,
+        "upstream_job_build": _CANONICAL,
+        "metadata": _FLATTENED,
+        "jobs": _typed(
+            {
+                "name": _KEYWORD,
+                "phase": _KEYWORD,  # job, before / step / after (incremental load), gc
+                "step": _INTEGER,
+                "step_id": _KEYWORD,
+                "type": _KEYWORD,
+                "start_date": _DATE,
+                "end_date": _DATE,
+                "churn_start_date": _DATE,
+                "churn_end_date": _DATE,
+                "elapsed_s": _DOUBLE,
+                "iterations": _LONG,
+                "qps": _DOUBLE,
+                "burst": _LONG,
+                "achieved_qps": _DOUBLE,
+                "namespace": _KEYWORD,
+                "passed": _BOOLEAN,
+                "errors": _LONG_KEYWORD,
+                "version": _KEYWORD,
+                "latency_ms": _typed({condition: _typed(_QUANTILES) for condition in POD_CONDITIONS}),
+                "latency_other_ms": _typed({"condition": _KEYWORD, **_QUANTILES}, type="nested"),
+                "attribution": _KEYWORD,
+                "config": _FREE_FORM,
+                "metadata": _FREE_FORM,
+            },
+            type="nested",
+        ),
+        "metrics": _typed(
+            {
+                "name": _KEYWORD,
+                "profile": _KEYWORD,
+                "unit": _KEYWORD,
+                "query": _LONG_KEYWORD,
+                "status": _KEYWORD,  # ok, no data, error
+                "labels": _FLATTENED,
+                "avg": _DOUBLE,
+                "max": _DOUBLE,
+                "samples": _LONG,
+                "step_s": _DOUBLE,
+                "error": _LONG_KEYWORD,
+                "warnings": _LONG_KEYWORD,
+            },
+            type="nested",
+        ),
+        "links": {"type": "flattened", "ignore_above": 8191},
+        "report": _typed(
+            {
+                "status": _KEYWORD,
+                "reasons": _LONG_KEYWORD,
+                "profiles": _typed({"name": _KEYWORD, "version": _INTEGER}),
                 "format_version": {"type": "integer"},
                 "built_at": {"type": "date"},
                 "fingerprint": {"type": "keyword"},
@@ -99,19 +140,21 @@ REPORT_MAPPING: dict[str, Any] = {
                     }
                 },
             }
-        },
+        ),
     },
-}
+    # Which report format the index was made for: a consumer of another format refuses to write.
+    _meta={"report_format_version": REPORT_FORMAT_VERSION},
+    date_detection=False,
+)
 
 REPORT_SETTINGS: dict[str, Any] = {
-    # Job and metric names are the only keys that add fields; leave room for them, and past the
-    # limit keep the report (unmapped fields stay in _source) rather than reject it.
-    "index.mapping.total_fields.limit": 5000,
-    "index.mapping.total_fields.ignore_dynamic_beyond_limit": True,
-    # One nested field per metric name, one nested document per series.
-    "index.mapping.nested_fields.limit": 500,
+    # Nested documents per report: one per job, step and metric series.
     "index.mapping.nested_objects.limit": 100_000,
 }
+
+
+class ReportIndexMismatch(SettingsError):
+    """``REPORT_INDEX`` names an index made for another report format."""
 
 
 class WriteOutcome(enum.Enum):
@@ -135,12 +178,28 @@ _MAX_RACES = 10
 async def ensure_report_index(es: AsyncElasticsearch, index: str, retry: RetryPolicy | None = None) -> bool:
     """Create the report index with its mapping unless it exists; True if this call created it.
 
-    Safe to call from many consumers at once: losing the race to create it is not an error.
+    Safe to call from many consumers at once: losing the race to create it is not an error. An
+    existing index made for another report format raises :class:`ReportIndexMismatch`: writing
+    into it would leave the reports unsearchable (or be refused).
     """
     async for attempt in (retry or RetryPolicy()).retrying(is_transient, f"creating index {index}"):
         with attempt:
-            return await _create_index(es, index)
+            created = await _create_index(es, index)
+            if not created:
+                await _check_format(es, index)
+            return created
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _check_format(es: AsyncElasticsearch, index: str) -> None:
+    for name, body in (await es.indices.get_mapping(index=index)).body.items():
+        found = body.get("mappings", {}).get("_meta", {}).get("report_format_version", 1)
+        if found != REPORT_FORMAT_VERSION:
+            raise ReportIndexMismatch(
+                f"REPORT_INDEX: index {name} was made for report format {found}, this consumer writes format "
+                f"{REPORT_FORMAT_VERSION}; set REPORT_INDEX to a new index (e.g. {index}-v{REPORT_FORMAT_VERSION}) "
+                "and rebuild its reports with `report-consumer backfill` or `replay`, or delete the old index"
+            )
 
 
 async def _create_index(es: AsyncElasticsearch, index: str) -> bool:
@@ -267,6 +326,7 @@ async def stored_versions(
 __all__ = [
     "REPORT_MAPPING",
     "REPORT_SETTINGS",
+    "ReportIndexMismatch",
     "ReportRejected",
     "WriteConflict",
     "WriteOutcome",

@@ -29,7 +29,7 @@ from producer_hooks.events import KINDS, InvalidEvent
 log = logging.getLogger(__name__)
 
 SERVERS = ("Kafka", "Elasticsearch", "Thanos")  # as consumer.outage names them
-STATUSES = ("complete", "partial")
+STATUSES = ("complete", "partial", "incomplete")  # incomplete: a run that never finished
 # Every record consumed is one of these: an event of a kind, or a record that is not a valid event.
 INVALID, UNREADABLE = "invalid", "unreadable"
 EVENT_KINDS = (*KINDS, INVALID, UNREADABLE)
@@ -142,8 +142,11 @@ class Telemetry:
         self.events.labels(kind).inc()
 
     def built(self, outcome: str, status: str, seconds: float) -> None:
-        self.reports.labels(outcome, status).inc()
+        self.reported(outcome, status)
         self.build_seconds.observe(seconds)
+
+    def reported(self, outcome: str, status: str) -> None:
+        self.reports.labels(outcome, status).inc()
 
     def superseded(self) -> None:
         self.superseded_events.inc()

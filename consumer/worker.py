@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -27,6 +28,8 @@ from aiokafka.errors import KafkaError
 from consumer.deadletter import DeadLetters
 from consumer.origin import Origin, compare
 from consumer.outage import OutageLimitExceeded
+from consumer import pending
+from consumer.pending import Started, due_date
 from consumer.pipeline import Pipeline
 from consumer.records import RecordReader, Unreadable
 from consumer.settings import Settings
@@ -42,6 +45,8 @@ STATUS_EVERY_S = 60.0
 # ones beyond the build slots wait their turn (and fetching pauses meanwhile).
 MAX_RECORDS = 256
 POLL_MS = 500
+# Started runs waiting to be stored in the pending index before fetching pauses (an outage).
+MAX_STARTED_WAITING = 10_000
 # While paused, how long to wait for a build slot before polling again (keeps the group membership).
 PAUSED_POLL_S = 1.0
 
@@ -74,6 +79,9 @@ class Worker:
         self._status_at = 0.0
         self.telemetry = telemetry or Telemetry()
         self.telemetry.watch_in_flight(lambda: len(self.builds))
+        # Started runs not yet remembered in the pending index (their offsets stay in flight).
+        self.started: list[tuple[TopicPartition, int, Started]] = []
+        self._remembering: asyncio.Task | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then drain in-flight runs within the budget and commit."""
@@ -93,6 +101,7 @@ class Worker:
         stopping = asyncio.ensure_future(stop.wait())
         self.telemetry.consuming()
         lag = asyncio.create_task(follow_lag(consumer, self.tracker, self.telemetry))
+        sweeper = asyncio.create_task(self._sweep_forever())
         try:
             while not stop.is_set():
                 if self._full():
@@ -113,6 +122,7 @@ class Worker:
                         for record in records:
                             self._accept(partition, record)
                 self.telemetry.polled()
+                self._remember_started()
                 now = loop.time()
                 if now - last_commit >= self.settings.commit_interval_s:
                     await self.commit(consumer)
@@ -125,6 +135,7 @@ class Worker:
         finally:
             stopping.cancel()
             lag.cancel()
+            sweeper.cancel()
             await consumer.stop()
         self._log_status()
 
@@ -153,7 +164,8 @@ class Worker:
         if event.kind != FINISHED:
             self.counts[event.kind] += 1
             log.debug("run %s (%s) %s on %s", event.run.uuid, event.run.benchmark, event.kind, event.run.cluster_name)
-            self.tracker.finish(partition, record.offset)
+            due = due_date(event, origin, self.settings.incomplete_after_s)
+            self.started.append((partition, record.offset, Started(event, origin, due)))
             return
         self._build(partition, record, event, origin)
 
@@ -231,11 +243,59 @@ class Worker:
         task.add_done_callback(self.tasks.discard)
         return task
 
+    # -- runs that never finish (consumer.pending) -----------------------------------------------
+
+    def _remember_started(self) -> None:
+        """Store the started runs seen since the last time, in one bulk request at a time; their
+        offsets are done once stored, so a crash before that sees them again."""
+        if not self.started or (self._remembering is not None and not self._remembering.done()):
+            return
+        batch, self.started = self.started, []
+        self._remembering = self._spawn(self._remember(batch))
+
+    async def _remember(self, batch: list[tuple[TopicPartition, int, Started]]) -> None:
+        es, index = self.pipeline.es, self.settings.pending_index
+        runs = [started for _, _, started in batch]
+        await self.pipeline.outages.ride_out(lambda: pending.remember(es, index, runs),
+                                             f"remembering {len(runs)} started runs")
+        for partition, offset, _ in batch:
+            self.tracker.finish(partition, offset)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_every_s)
+            try:
+                await self.sweep()
+            except Exception:  # a failed sweep is tried again at the next one
+                log.exception("sweeping runs that never finished failed; trying again in %g s",
+                              self.settings.sweep_every_s)
+
+    async def sweep(self) -> None:
+        """Report every remembered run past its deadline incomplete, then forget it."""
+        es, index = self.pipeline.es, self.settings.pending_index
+        now = datetime.now(timezone.utc)
+        overdue, unreadable = await self.pipeline.outages.ride_out(lambda: pending.due(es, index, now),
+                                                                   "reading started runs")
+        for started in overdue:
+            try:
+                async with self.slots:
+                    outcome = await self.pipeline.report_incomplete(started)
+            except Exception:  # the run's own failure (an outage is waited out inside)
+                log.exception("incomplete report of %s not built", started.event.run.uuid)
+                self.counts["incomplete failed"] += 1
+            else:
+                self.counts[f"incomplete {outcome.write.value}"] += 1
+                self.telemetry.reported(outcome.write.value, outcome.status)
+        done = [started.event.run.uuid for started in overdue] + unreadable
+        if done:
+            await self.pipeline.outages.ride_out(lambda: pending.forget(es, index, done), "forgetting started runs")
+
     # -- flow control and offsets ----------------------------------------------------------------
 
     def _full(self) -> bool:
-        """Enough builds are running or waiting for a slot: fetch no more finished runs for now."""
-        return len(self.builds) >= self.settings.max_in_flight
+        """Enough builds are running or waiting for a slot (or started runs waiting to be stored):
+        fetch no more for now."""
+        return len(self.builds) >= self.settings.max_in_flight or len(self.started) >= MAX_STARTED_WAITING
 
     def _pause(self, consumer: AIOKafkaConsumer) -> None:
         newly = consumer.assignment() - consumer.paused()
@@ -265,6 +325,9 @@ class Worker:
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:
         consumer.pause(*consumer.assignment())
+        if self._remembering is not None and not self._remembering.done():
+            await asyncio.wait({self._remembering}, timeout=self.settings.drain_timeout_s)
+        self._remember_started()
         if self.tasks:
             log.info("stopping: waiting up to %g s for %d runs in flight", self.settings.drain_timeout_s, len(self.tasks))
             _, late = await asyncio.wait(set(self.tasks), timeout=self.settings.drain_timeout_s)

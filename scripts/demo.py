@@ -27,6 +27,7 @@ from elasticsearch import AsyncElasticsearch
 
 from consumer.elastic import connect
 from consumer.settings import Settings
+from consumer.views import render_show
 from tests.support.es import index_docs
 from tests.support.kubeburner import run_documents
 from tests.support.openshift import cluster_series
@@ -135,19 +136,7 @@ async def wait_for_reports(es: AsyncElasticsearch, index: str, wanted: list[str]
 
 def show(report: dict) -> None:
     print()
-    print(f"{report['benchmark']} on {report['openshift_cluster_name']} ({report['openshift_platform']}, "
-          f"{report['openshift_cluster_version']}) {report['start_date']} .. {report['end_date']}")
-    print(f"  uuid {report['uuid']}, status {report['job_status']}, report {report['report']['status']}")
-    for job, body in report["results"].items():
-        ready = body.get("podLatencyQuantiles", {}).get("Ready", {})
-        elapsed = body.get("jobSummary", {}).get("elapsedTime")
-        print(f"  job {job}: elapsed {elapsed} s, pod Ready P99 {ready.get('P99')} ms, P50 {ready.get('P50')} ms")
-    for name in ("podCPU", "masterCPU", "masterMemoryUsage"):
-        for series in report["metrics"].get(name, {}).get("series", [])[:3]:
-            labels = ",".join(f"{k}={v}" for k, v in series["labels"].items())
-            print(f"  {name}{{{labels}}}: avg {series['avg']:.3g}, max {series['max']:.3g} ({series['samples']} samples)")
-    for key, url in report["links"].items():
-        print(f"  {key}: {url}")
+    print(render_show(report))
 
 
 if __name__ == "__main__":

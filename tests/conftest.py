@@ -46,6 +46,7 @@ async def settings(service_settings: Settings, unique: str):
         group=f"test-group-{unique}",
         dead_letter_topic=f"test-runs-{unique}.dead-letter",
         report_index=f"test-reports-{unique}",
+        pending_index=f"test-reports-{unique}-pending",
         results_index=f"ripsaw-kube-burner-test-{unique}",
         metadata_index=f"perf_scale_ci-test-{unique}",
         grafana_url="https://grafana.example.com",
@@ -64,8 +65,9 @@ async def settings(service_settings: Settings, unique: str):
         pass
     async with connect(settings.es) as es:
         await es.options(ignore_status=404).indices.delete(
-            index=f"{settings.report_index},{settings.results_index},{settings.metadata_index}",
+            index=f"{settings.report_index},{settings.pending_index},{settings.results_index},{settings.metadata_index}",
             expand_wildcards="all",
+            ignore_unavailable=True,  # else one index the test never made keeps the others from going
         )
 
 

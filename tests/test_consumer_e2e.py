@@ -19,7 +19,7 @@ from producer_hooks.publisher import publish
 from tests.support.consumer import running_consumer, wait_for_reports
 from tests.support.es import index_docs
 from tests.support.kafka import read_topic
-from tests.support.kubeburner import run_documents
+from tests.support.kubeburner import compared, expected_jobs, kube_burner_run, run_documents
 from tests.support.metadata import camel_doc, run_doc, snake_doc
 from tests.support.prometheus import Series, load_series
 
@@ -98,28 +98,15 @@ def e2e_settings(settings: Settings, tmp_path) -> Settings:
 
 
 def assert_metrics(report: dict, expected: dict) -> None:
-    cpu = {s["labels"]["namespace"]: s for s in report["metrics"]["nsCPU"]["series"]}
+    cpu = {s["labels"]["namespace"]: s for s in report["metrics"] if s["name"] == "nsCPU"}
     assert set(cpu) == set(expected["nsCPU"])
     for namespace, (avg, peak, count) in expected["nsCPU"].items():
         assert cpu[namespace]["avg"] == pytest.approx(avg, rel=1e-9)
         assert cpu[namespace]["max"] == pytest.approx(peak, rel=1e-9)
         assert cpu[namespace]["samples"] == count
-    [memory] = report["metrics"]["peakMemory"]["series"]
+    [memory] = [s for s in report["metrics"] if s["name"] == "peakMemory"]
     avg, peak, count = expected["peakMemory"]
     assert (memory["avg"], memory["max"], memory["samples"]) == (pytest.approx(avg, rel=1e-9), pytest.approx(peak, rel=1e-9), count)
-
-
-def expected_results(docs: list[dict]) -> dict:
-    """What a user reads in Kibana for the run: per job, its summary and its quantiles."""
-    jobs: dict = defaultdict(dict)
-    for doc in docs:
-        job = doc.get("jobName") or doc["jobConfig"]["name"]
-        if doc["metricName"] == "jobSummary":
-            jobs[job]["jobSummary"] = {k: v for k, v in doc.items() if k not in ("uuid", "metricName")}
-        elif doc["metricName"] == "podLatencyQuantilesMeasurement":
-            jobs[job].setdefault("podLatencyQuantiles", {})[doc["quantileName"]] = {
-                k: doc[k] for k in ("P99", "P95", "P50", "max", "avg", "min")}
-    return dict(jobs)
 
 
 async def test_every_finished_run_gets_exactly_one_report_with_its_results_metrics_and_links(
@@ -142,9 +129,9 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
         "unknown": (f"{unique}-r4", cluster_b, "mystery-bench", "success", t0 + 3600, t0 + 4200, True, {}),
         "failed": (f"{unique}-r5", cluster_a, "cluster-density-v2", "failed", t0 + 4800, t0 + 5400, False, {}),
     }
-    docs = {name: run_documents(r[0], datetime.fromtimestamp(r[4], timezone.utc), r[7], cluster=r[1])
-            for name, r in runs.items()}
-    await index_docs(es, settings.results_index, [d for name in ("two-jobs", "density") for d in docs[name]])
+    kube_burner = {name: kube_burner_run(r[0], datetime.fromtimestamp(r[4], timezone.utc), r[7], cluster=r[1])
+                   for name, r in runs.items()}
+    await index_docs(es, settings.results_index, [d for name in ("two-jobs", "density") for d in kube_burner[name].docs])
 
     async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
         for name, (uuid, cluster, benchmark, status, start, end, camel, _) in runs.items():
@@ -152,7 +139,7 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
             for event in (run_doc(uuid, status="running", end=None, **run), run_doc(uuid, status=status, end=end, **run)):
                 assert not (await publish(make_event(event), hook_settings)).spooled
         await asyncio.sleep(4)  # the late run's results are indexed after its finished event
-        await index_docs(es, settings.results_index, docs["late"])
+        await index_docs(es, settings.results_index, kube_burner["late"].docs)
 
         uuids = {r[0] for r in runs.values()}
         reports = await wait_for_reports(es, settings.report_index, uuids, timeout=120, consumer=consumer)
@@ -169,27 +156,26 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
         assert report["start_date"] == datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         assert report["metadata"]["uuid"] == uuid
         assert_metrics(report, scenario.expected(cluster, start, end))
-        assert [entry["profile"] for entry in report["metrics"].values()][0] == "control-plane"
+        assert report["metrics"][0]["profile"] == "control-plane"
         assert report["report"]["profiles"][0]["name"] == "control-plane"
         for key, link in report["links"].items():
             query = parse_qs(urlsplit(link).query)
             assert query["from"] == [str(start * 1000)] and query["to"] == [str(end * 1000)], key
             assert query["var-cluster_name"] == [cluster]
 
-    assert reports[runs["two-jobs"][0]]["results"] == expected_results(docs["two-jobs"])
-    assert set(reports[runs["two-jobs"][0]]["results"]) == {"node-density-heavy", "garbage-collection"}
-    assert reports[runs["density"][0]]["results"] == expected_results(docs["density"])
-    assert reports[runs["late"][0]]["results"] == expected_results(docs["late"])
+    for name in ("two-jobs", "density", "late"):
+        assert compared(reports[runs[name][0]]["jobs"]) == expected_jobs(kube_burner[name]), name
+    assert [job["name"] for job in reports[runs["two-jobs"][0]]["jobs"]] == ["node-density-heavy", "garbage-collection"]
     for name in ("two-jobs", "density", "late"):
         assert reports[runs[name][0]]["report"]["status"] == "complete", reports[runs[name][0]]["report"]
     assert reports[runs["two-jobs"][0]]["openshift_platform"] == camel_doc()["platform"]
     assert reports[runs["density"][0]]["openshift_cluster_version"] == snake_doc()["cluster_version"]
 
     unknown = reports[runs["unknown"][0]]
-    assert unknown["results"] == {} and unknown["report"]["status"] == "partial"
+    assert unknown["jobs"] == [] and unknown["report"]["status"] == "partial"
     assert any("mystery-bench" in reason for reason in unknown["report"]["reasons"])
     failed = reports[runs["failed"][0]]
-    assert failed["job_status"] == "failure" and failed["results"] == {}
+    assert failed["job_status"] == "failure" and failed["jobs"] == []
     assert failed["report"]["status"] == "partial"
     assert "stopped" in logs
 
@@ -250,4 +236,4 @@ async def test_a_late_event_still_waits_for_its_results(settings: Settings, hook
     report = reports[uuid]
     assert report["report"]["status"] == "complete", report["report"]
     elapsed = {d["elapsedTime"] for d in results if d["metricName"] == "jobSummary"}
-    assert {job["jobSummary"]["elapsedTime"] for job in report["results"].values()} == elapsed
+    assert {job["elapsed_s"] for job in report["jobs"]} == elapsed

@@ -98,7 +98,7 @@ async def report_index(service_settings: Settings):
 
 
 def report_of(event: Event) -> dict:
-    return build_report(event, results={}, metrics={}, links={}, profiles=[("control-plane", 1)], reasons=[],
+    return build_report(event, results={}, metrics=[], links={}, profiles=[("control-plane", 1)], reasons=[],
                         built_at=NOW)
 
 

@@ -24,7 +24,7 @@ T0 = datetime(2024, 5, 2, 10, tzinfo=timezone.utc)
 
 
 def report_of(doc: dict, origin: Origin | None) -> dict:
-    return build_report(make_event(doc), results={}, metrics={}, links={}, profiles=[], reasons=[],
+    return build_report(make_event(doc), results={}, metrics=[], links={}, profiles=[], reasons=[],
                         built_at=T0, origin=origin.to_dict() if origin else None)
 
 

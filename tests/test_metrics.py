@@ -89,6 +89,11 @@ def by_label(series: list[dict], label: str) -> dict[str, tuple[float, float, in
     return {s["labels"][label]: (s["avg"], s["max"], s["samples"]) for s in series}
 
 
+def of(metrics: list[dict], name: str, profile: str | None = None) -> list[dict]:
+    """The entries of one query in the report's flat list."""
+    return [m for m in metrics if m["name"] == name and (profile is None or m["profile"] == profile)]
+
+
 def assert_close(got: tuple[float, float, int], want: tuple[float, float, int]) -> None:
     assert got[2] == want[2]
     assert got[0] == pytest.approx(want[0], rel=1e-9)
@@ -102,30 +107,32 @@ FIRST = Profile("control-plane", 3, (GAUGE, BAD))
 SECOND = Profile("extra", 2, (GAUGE, TOTAL))
 
 
-async def test_report_entries_values_errors_and_key_order(loaded: Settings):
+async def test_report_entries_values_errors_and_order(loaded: Settings):
     async with Thanos(loaded.thanos, retry()) as thanos:
         outcome = await collect_metrics(thanos, [FIRST, SECOND], LABEL, CLUSTER, utc(START), utc(END), 2)
-    assert list(outcome.metrics) == ["gauge", "bad", "extra.gauge", "total"]
+    order = list(dict.fromkeys((m["profile"], m["name"]) for m in outcome.metrics))
+    assert order == [("control-plane", "gauge"), ("control-plane", "bad"), ("extra", "gauge"), ("extra", "total")]
     assert outcome.profiles == [("control-plane", 3), ("extra", 2)]
 
-    gauge = outcome.metrics["gauge"]
-    assert gauge["profile"] == "control-plane" and gauge["unit"] == "widgets"
-    assert gauge["query"] == f'{METRIC}{{{LABEL}="{CLUSTER}"}}'
-    assert "warnings" not in gauge and "error" not in gauge
-    got = by_label(gauge["series"], "pod")
-    assert set(got) == set(PODS)
+    gauge = of(outcome.metrics, "gauge", "control-plane")
+    for entry in gauge:
+        assert entry["unit"] == "widgets" and entry["status"] == "ok"
+        assert entry["query"] == f'{METRIC}{{{LABEL}="{CLUSTER}"}}'
+        assert "warnings" not in entry and "error" not in entry
+    got = by_label(gauge, "pod")
+    assert set(got) == set(PODS) and len(gauge) == len(PODS)
     for pod in PODS:
         assert_close(got[pod], stats([v for _, v in EXPECTED["gauges"][CLUSTER, pod]]))
-    assert outcome.metrics["extra.gauge"]["series"] == gauge["series"]
-    assert outcome.metrics["extra.gauge"]["profile"] == "extra"
+    same_name = of(outcome.metrics, "gauge", "extra")  # another profile's query of the same name: kept apart
+    assert [{**e, "profile": "control-plane"} for e in same_name] == gauge
 
-    [total] = outcome.metrics["total"]["series"]
+    [total] = of(outcome.metrics, "total")
     sums = [sum(vals) for vals in zip(*([v for _, v in EXPECTED["gauges"][CLUSTER, pod]] for pod in PODS))]
     assert_close((total["avg"], total["max"], total["samples"]), stats(sums))
-    assert "unit" not in outcome.metrics["total"]
+    assert "unit" not in total
 
-    bad = outcome.metrics["bad"]
-    assert "series" not in bad and "range vector" in bad["error"]
+    [bad] = of(outcome.metrics, "bad")
+    assert bad["status"] == "error" and "avg" not in bad and "range vector" in bad["error"]
     assert outcome.partial and outcome.errors == [f"bad: {bad['error']}"]
 
 
@@ -134,12 +141,12 @@ async def test_masters_are_joined_by_role_within_the_cluster(loaded: Settings):
     async with Thanos(loaded.thanos, retry()) as thanos:
         outcome = await collect_metrics(thanos, [control], LABEL, CLUSTER, utc(START), utc(END), 4)
     assert outcome.errors == []
-    cpu = by_label(outcome.metrics["masterCPU"]["series"], "instance")
+    cpu = by_label(of(outcome.metrics, "masterCPU"), "instance")
     assert set(cpu) == {"m1", "m2"}  # w1 is a worker here; the other cluster's roles do not count
     for node in cpu:
         busy = sum(rate for mode, rate in CPU_RATES[CLUSTER][node].items() if mode != "idle")
         assert_close(cpu[node], (busy, busy, HOUR // STEP + 1))
-    memory = by_label(outcome.metrics["masterMemoryUsage"]["series"], "instance")
+    memory = by_label(of(outcome.metrics, "masterMemoryUsage"), "instance")
     assert set(memory) == {"m1", "m2"}
     for node in memory:
         assert_close(memory[node], stats(EXPECTED["memory"][CLUSTER, node]))
@@ -150,8 +157,10 @@ async def test_every_shipped_query_is_accepted_by_prometheus(loaded: Settings):
     async with Thanos(loaded.thanos, retry()) as thanos:
         outcome = await collect_metrics(thanos, profiles, LABEL, f"nothing-{RUN}", utc(START), utc(START + 600), 4)
     assert outcome.errors == []
-    assert len(outcome.metrics) == sum(len(p.queries) for p in profiles)
-    assert all(entry["series"] == [] for entry in outcome.metrics.values())  # no data for that cluster
+    # No data for that cluster: every query asked still has its entry, saying so.
+    asked = [(p.name, q.name) for p in profiles for q in p.queries]
+    assert [(m["profile"], m["name"]) for m in outcome.metrics] == asked
+    assert all(m["status"] == "no data" and "avg" not in m for m in outcome.metrics)
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
@@ -176,7 +185,7 @@ async def test_no_more_than_concurrency_requests_are_in_flight(loaded: Settings,
     async with Thanos(loaded.thanos, retry(), trace_configs=[trace]) as thanos:
         outcome = await collect_metrics(thanos, [Profile("many", 1, queries)], LABEL, CLUSTER, utc(START), utc(END), concurrency)
     assert peak == concurrency and in_flight == 0
-    assert [entry["series"][0]["samples"] for entry in outcome.metrics.values()] == [HOUR // STEP + 1] * 10
+    assert [entry["samples"] for entry in outcome.metrics] == [HOUR // STEP + 1] * 10
 
 
 async def test_queries_past_the_run_budget_are_not_asked_and_say_so(loaded: Settings):
@@ -192,9 +201,9 @@ async def test_queries_past_the_run_budget_are_not_asked_and_say_so(loaded: Sett
         outcome = await collect_metrics(thanos, [Profile("many", 1, queries)], LABEL, CLUSTER, utc(START), utc(END),
                                         2, max_queries=3)
     assert len(requests) == 3
-    assert list(outcome.metrics) == ["q0", "q1", "q2", "q3", "q4"]
-    assert all("series" in outcome.metrics[key] for key in ("q0", "q1", "q2"))
-    assert [outcome.metrics[key]["error"] for key in ("q3", "q4")] == [
+    assert [m["name"] for m in outcome.metrics] == ["q0", "q1", "q2", "q3", "q4"]
+    assert [m["status"] for m in outcome.metrics] == ["ok", "ok", "ok", "error", "error"]
+    assert [m["error"] for m in outcome.metrics[3:]] == [
         "not asked: the run's budget is 3 queries (THANOS_MAX_QUERIES)"] * 2
     assert len(outcome.errors) == 2
 
@@ -209,10 +218,6 @@ async def test_thanos_unavailable_propagates(unused_tcp_port: int):
     assert leftovers == []
 
 
-def test_duplicate_names_are_prefixed_by_their_profile_and_collisions_refused():
-    keys = [p.key for p in plan([FIRST, SECOND, FIRST], LABEL, "c")]
-    assert keys == ["gauge", "bad", "extra.gauge", "total"]
-    first = Profile("control-plane", 1, (GAUGE, Query("extra.gauge", "up{$cluster}")))
-    with pytest.raises(ValueError, match="'extra.gauge' is already used"):
-        plan([first, SECOND], LABEL, "c")
-
+def test_a_profile_listed_twice_is_planned_once_and_same_names_stay_apart_by_profile():
+    planned = [(p.profile, p.query.name) for p in plan([FIRST, SECOND, FIRST], LABEL, "c")]
+    assert planned == [("control-plane", "gauge"), ("control-plane", "bad"), ("extra", "gauge"), ("extra", "total")]

@@ -2,19 +2,23 @@
 
 from datetime import datetime, timezone
 
-from consumer.report import REPORT_FORMAT_VERSION, build_report, fingerprint
+import pytest
+
+from consumer.report import REPORT_FORMAT_VERSION, build_report, fingerprint, version_parts
 from producer_hooks.events import make_event
 
 DOC = {
     "uuid": "0b8a4e70-1", "cluster_name": "perf-a", "cluster_version": "4.17.3", "network_type": "OVNKubernetes",
     "platform": "AWS", "build_tag": "cluster-density-v2", "job_status": "success",
     "start_date": "2024-05-02T10:00:03+00:00", "end_date": "2024-05-02T11:00:00Z", "custom": {"x": 1},
+    "master_count": "3", "worker_count": "24", "job_duration": "3597", "release_stream": "4.17.0-0.nightly",
 }
+NO_DATA = {"name": "podCPU", "profile": "control-plane", "query": "sum(x)", "status": "no data"}
 
 
 def report(reasons=(), built_at=datetime(2024, 5, 2, 12, tzinfo=timezone.utc), metrics=None):
-    return build_report(make_event(DOC), results={"job": {"jobSummary": {"elapsedTime": 3.0}}},
-                        metrics=metrics or {"podCPU": {"series": []}}, links={"cluster": "https://g/d/x"},
+    return build_report(make_event(DOC), results={"jobs": [{"name": "job", "phase": "job", "elapsed_s": 3.0}]},
+                        metrics=metrics or [NO_DATA], links={"cluster": "https://g/d/x"},
                         profiles=[("control-plane", 2)], reasons=reasons, built_at=built_at)
 
 
@@ -29,7 +33,33 @@ def test_report_carries_cluster_fields_metadata_and_sections():
     assert (built["start_date"], built["end_date"]) == ("2024-05-02T10:00:03.000Z", "2024-05-02T11:00:00.000Z")
     assert built["report"]["status"] == "complete"
     assert built["report"]["profiles"] == [{"name": "control-plane", "version": 2}]
-    assert built["report"]["format_version"] == REPORT_FORMAT_VERSION
+    assert built["report"]["format_version"] == REPORT_FORMAT_VERSION == 2
+    assert built["jobs"] == [{"name": "job", "phase": "job", "elapsed_s": 3.0}] and built["metrics"] == [NO_DATA]
+
+
+def test_canonical_run_fields_are_typed_whatever_the_document_spelled():
+    built = report()
+    assert (built["master_count"], built["worker_count"], built["infra_count"]) == (3, 24, None)  # strings in DOC
+    assert built["duration_s"] == 3597.0 and built["release_stream"] == "4.17.0-0.nightly"
+    assert built["openshift_cluster_version_parts"] == {"major": 4, "minor": 17, "patch": 3, "number": 4_017_003}
+
+
+@pytest.mark.parametrize("version, parts", [
+    ("4.9.0", {"major": 4, "minor": 9, "patch": 0, "number": 4_009_000}),
+    ("4.14.0-0.nightly-2024-05-01-000000", {"major": 4, "minor": 14, "patch": 0, "number": 4_014_000}),
+    ("4.18", {"major": 4, "minor": 18, "number": 4_018_000}),
+    ("v1.30.5", {"major": 1, "minor": 30, "patch": 5, "number": 1_030_005}),
+    ("4.18.12345", {"major": 4, "minor": 18, "number": 4_018_000}),
+    ("nightly", None), ("", None), (None, None), ("4", None), ("4.12345", None),
+])
+def test_version_parts_order_as_numbers(version, parts):
+    assert version_parts(version) == parts
+
+
+def test_version_numbers_sort_where_version_strings_do_not():
+    versions = ["4.9.0", "4.14.2", "4.18.1", "4.10.3"]
+    assert sorted(versions) != sorted(versions, key=lambda v: version_parts(v)["number"])
+    assert sorted(versions, key=lambda v: version_parts(v)["number"]) == ["4.9.0", "4.10.3", "4.14.2", "4.18.1"]
 
 
 def test_reasons_make_a_report_partial():
@@ -42,7 +72,7 @@ def test_fingerprint_ignores_build_time_only():
     first = report(built_at=datetime(2024, 5, 2, 12, tzinfo=timezone.utc))
     later = report(built_at=datetime(2025, 1, 1, tzinfo=timezone.utc))
     assert first["report"]["fingerprint"] == later["report"]["fingerprint"] == fingerprint(later)
-    changed = report(metrics={"podCPU": {"series": [{"labels": {}, "avg": 1.0, "max": 2.0, "samples": 3}]}})
+    changed = report(metrics=[{**NO_DATA, "status": "ok", "labels": {}, "avg": 1.0, "max": 2.0, "samples": 3}])
     assert changed["report"]["fingerprint"] != first["report"]["fingerprint"]
 
 

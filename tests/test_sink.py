@@ -11,14 +11,19 @@ import uuid as uuidlib
 from collections import defaultdict
 from datetime import datetime, timezone
 
-from consumer.results import shape_kube_burner
+import pytest
+
+from consumer.kubeburner import shape_kube_burner
+from consumer.report import REPORT_FORMAT_VERSION
 from consumer.sink import (
-    REPORT_MAPPING,
+    ReportIndexMismatch,
     WriteOutcome,
     ensure_report_index,
     stored_versions,
     write_report,
 )
+from tests.support.consumer import run_cli
+from tests.support.es import mapping_fields
 from tests.support.kubeburner import run_documents
 
 START = datetime(2024, 5, 2, 10, 0, 3, tzinfo=timezone.utc)
@@ -40,29 +45,29 @@ def make_report(uuid: str, *, seed: int = 0, series: int = 3, free_form: int = 0
         return {f"{prefix}{rng.randrange(10**6)}": rng.choice([rng.random(), f"v{rng.randrange(10**6)}", True])
                 for _ in range(free_form)}
 
-    results = shape_kube_burner(run_documents(uuid, START, JOBS, seed=seed))
-    for job in results.values():
-        job["jobSummary"]["jobConfig"].update(extra("cfg"))
-        job["jobSummary"]["metadata"] = {"clusterName": "perf-cluster", **extra("md")}
-    metrics = {
-        name: {
+    jobs = shape_kube_burner(run_documents(uuid, START, JOBS, seed=seed)).jobs
+    for job in jobs:
+        job.setdefault("config", {}).update(extra("cfg"))
+        job.setdefault("metadata", {}).update(extra("md"))
+    metrics = [
+        {
+            "name": name,
             "profile": "control-plane",
             "query": f"sum(irate(x[2m])) by ({label})",
             "unit": "cores",
-            "error": "partial response" if seed % 2 else "",
+            "status": "ok",
             "warnings": [f"store {seed} unavailable"],
-            "series": [
-                {
-                    "labels": {label: f"{label}-{rng.randrange(5)}", **extra("label_")},
-                    "avg": round(rng.uniform(0, 10), 3),
-                    "max": round(rng.uniform(10, 20), 3),
-                    "samples": rng.randint(1, 500),
-                }
-                for _ in range(series)
-            ],
+            "labels": {label: f"{label}-{rng.randrange(5)}", **extra("label_")},
+            "avg": round(rng.uniform(0, 10), 3),
+            "max": round(rng.uniform(10, 20), 3),
+            "samples": rng.randint(1, 500),
         }
         for name, label in METRICS.items()
-    }
+        for _ in range(series)
+    ]
+    if seed % 2:
+        metrics.append({"name": "failing", "profile": "control-plane", "query": "x", "status": "error",
+                        "error": "partial response"})
     report = {
         "uuid": uuid,
         "benchmark": "node-density-heavy",
@@ -71,17 +76,19 @@ def make_report(uuid: str, *, seed: int = 0, series: int = 3, free_form: int = 0
         "end_date": "2024-05-02T11:00:03Z",
         "openshift_cluster_name": "perf-cluster",
         "openshift_cluster_version": "4.17.3",
+        "openshift_cluster_version_parts": {"major": 4, "minor": 17, "patch": 3, "number": 4_017_003},
         "openshift_network_type": "OVNKubernetes",
         "openshift_platform": "AWS",
+        "worker_count": 24,
         "metadata": {"uuid": uuid, "ciSystem": "PROW", "workerNodesCount": "24", **extra("meta_")},
-        "results": results,
+        "jobs": jobs,
         "metrics": metrics,
         "links": {"kube_burner": f"https://grafana.example.com/d/kb?var-uuid={uuid}", "cluster": "https://g/d/c"},
         "report": {
             "status": "complete",
             "reasons": [],
             "profiles": [{"name": "control-plane", "version": 3}],
-            "format_version": 1,
+            "format_version": REPORT_FORMAT_VERSION,
             "built_at": datetime.now(timezone.utc).isoformat(),
         },
     }
@@ -100,14 +107,6 @@ async def stored(es, index: str, uuid: str) -> dict:
     return (await es.get(index=index, id=uuid)).body
 
 
-def count_fields(properties: dict) -> int:
-    total = 0
-    for spec in properties.values():
-        total += 1 + len(spec.get("fields", {}))
-        total += count_fields(spec.get("properties", {}))
-    return total
-
-
 # -- the index ------------------------------------------------------------------------------------
 
 
@@ -123,11 +122,33 @@ async def test_ensure_report_index_is_idempotent_and_tolerates_concurrent_creato
                  "openshift_network_type", "openshift_platform"):
         assert properties[name]["type"] == "keyword"
     assert properties["start_date"]["type"] == properties["end_date"]["type"] == "date"
+    assert properties["worker_count"]["type"] == "integer"
+    assert properties["openshift_cluster_version_parts"]["properties"]["number"]["type"] == "long"
     assert properties["metadata"]["type"] == "flattened"
+    assert properties["jobs"]["type"] == properties["metrics"]["type"] == "nested"
+    assert properties["jobs"]["properties"]["latency_ms"]["properties"]["Ready"]["properties"]["P99"]["type"] == "double"
+    assert properties["metrics"]["properties"]["labels"]["type"] == "flattened"
+    assert mapping["dynamic"] == "false" and mapping["_meta"] == {"report_format_version": REPORT_FORMAT_VERSION}
     report = properties["report"]["properties"]
     assert report["built_at"]["type"] == "date" and report["fingerprint"]["type"] == "keyword"
+    assert report["reasons"]["type"] == "keyword"
     assert report["profiles"]["properties"]["version"]["type"] == "integer"
-    assert [next(iter(t)) for t in mapping["dynamic_templates"]] == [next(iter(t)) for t in REPORT_MAPPING["dynamic_templates"]]
+
+
+async def test_an_index_made_for_another_report_format_is_refused_with_what_to_do(es, settings):
+    index = settings.report_index
+    # A format-1 index: job and metric names in field paths, no _meta.
+    await es.indices.create(index=index, mappings={"properties": {"results": {"type": "object"},
+                                                                  "metrics": {"type": "object"}}})
+    with pytest.raises(ReportIndexMismatch) as refused:
+        await ensure_report_index(es, index)
+    message = str(refused.value)
+    assert f"index {index} was made for report format 1" in message and "REPORT_INDEX" in message
+    assert f"{index}-v{REPORT_FORMAT_VERSION}" in message and "\n" not in message
+
+    code, _ = await run_cli(settings, "init")  # what an operator sees: one line, exit 2, nothing written
+    assert code == 2
+    assert "_meta" not in (await es.indices.get_mapping(index=index))[index]["mappings"]
 
 
 async def test_first_write_creates_the_index_with_the_report_mapping(es, settings):
@@ -201,8 +222,10 @@ async def test_a_malformed_number_does_not_reject_the_report(es, settings):
     await ensure_report_index(es, index)
     await write_report(es, index, make_report(str(uuidlib.uuid4())), settings.retry)
     odd = make_report(str(uuidlib.uuid4()))
-    odd["results"]["node-density-heavy"]["podLatencyQuantiles"]["Ready"]["P99"] = "n/a"
-    odd["metrics"]["podCPU"]["series"][0]["avg"] = "NaN?"
+    odd["jobs"][0]["latency_ms"]["Ready"]["P99"] = "n/a"
+    odd["jobs"][0]["start_date"] = "not a date"
+    odd["metrics"][0]["avg"] = "NaN?"
+    odd["worker_count"] = "many"
     odd["report"]["fingerprint"] = fingerprint(odd)
 
     assert await write_report(es, index, odd, settings.retry) is WriteOutcome.CREATED
@@ -243,16 +266,16 @@ async def test_mapping_stays_bounded_however_free_form_the_reports(es, settings)
         assert await write_report(es, index, report, settings.retry) is WriteOutcome.CREATED
     after = (await es.indices.get_mapping(index=index))[index]["mappings"]
 
-    assert count_fields(after["properties"]) == count_fields(before["properties"])
+    assert mapping_fields(after["properties"]) == mapping_fields(before["properties"])
     assert after == before
 
     # The same reports under a guessed (dynamic) mapping grow it with every new key: the control.
     control = f"{index}-control"
     try:
         await es.index(index=control, document=make_report(str(uuidlib.uuid4())), refresh=True)
-        base = count_fields((await es.indices.get_mapping(index=control))[control]["mappings"]["properties"])
+        base = mapping_fields((await es.indices.get_mapping(index=control))[control]["mappings"]["properties"])
         await es.index(index=control, document=make_report(str(uuidlib.uuid4()), seed=3, free_form=3), refresh=True)
-        grown = count_fields((await es.indices.get_mapping(index=control))[control]["mappings"]["properties"])
+        grown = mapping_fields((await es.indices.get_mapping(index=control))[control]["mappings"]["properties"])
         assert grown > base
     finally:
         await es.options(ignore_status=404).indices.delete(index=control)
@@ -266,28 +289,43 @@ async def test_dashboards_can_aggregate_job_latencies_and_metric_series(es, sett
         await write_report(es, index, report, settings.retry)
     await es.indices.refresh(index=index)
 
-    # P99 pod-ready latency per job, across runs.
-    p99 = "results.node-density-heavy.podLatencyQuantiles.Ready.P99"
-    expected_p99 = statistics.mean(r["results"]["node-density-heavy"]["podLatencyQuantiles"]["Ready"]["P99"] for r in reports)
+    def job(report: dict, name: str) -> dict:
+        return next(j for j in report["jobs"] if j["name"] == name)
+
+    # P99 pod-ready latency of one job, across runs; elapsed time of another.
+    expected_p99 = statistics.mean(job(r, "node-density-heavy")["latency_ms"]["Ready"]["P99"] for r in reports)
     # Mean of per-series averages by namespace label, through the nested series.
     by_namespace: dict[str, list[float]] = defaultdict(list)
     for report in reports:
-        for series in report["metrics"]["podCPU"]["series"]:
-            by_namespace[series["labels"]["namespace"]].append(series["avg"])
+        for series in report["metrics"]:
+            if series["name"] == "podCPU":
+                by_namespace[series["labels"]["namespace"]].append(series["avg"])
 
     response = await es.search(
         index=index,
         size=0,
         query={"range": {"start_date": {"gte": "2024-05-02T10:00:00Z", "lt": "2024-05-02T10:00:04Z"}}},
         aggs={
-            "p99": {"avg": {"field": p99}},
-            "elapsed": {"max": {"field": "results.garbage-collection.jobSummary.elapsedTime"}},
-            "series": {
-                "nested": {"path": "metrics.podCPU.series"},
+            "jobs": {
+                "nested": {"path": "jobs"},
                 "aggs": {
-                    "namespaces": {
-                        "terms": {"field": "metrics.podCPU.series.labels.namespace", "size": 100},
-                        "aggs": {"cpu": {"avg": {"field": "metrics.podCPU.series.avg"}}},
+                    "heavy": {"filter": {"term": {"jobs.name": "node-density-heavy"}},
+                              "aggs": {"p99": {"avg": {"field": "jobs.latency_ms.Ready.P99"}}}},
+                    "gc": {"filter": {"term": {"jobs.name": "garbage-collection"}},
+                           "aggs": {"elapsed": {"max": {"field": "jobs.elapsed_s"}}}},
+                },
+            },
+            "series": {
+                "nested": {"path": "metrics"},
+                "aggs": {
+                    "podCPU": {
+                        "filter": {"term": {"metrics.name": "podCPU"}},
+                        "aggs": {
+                            "namespaces": {
+                                "terms": {"field": "metrics.labels.namespace", "size": 100},
+                                "aggs": {"cpu": {"avg": {"field": "metrics.avg"}}},
+                            }
+                        },
                     }
                 },
             },
@@ -295,10 +333,11 @@ async def test_dashboards_can_aggregate_job_latencies_and_metric_series(es, sett
     )
     aggs = response["aggregations"]
     assert response["hits"]["total"]["value"] == len(reports)
-    assert aggs["p99"]["value"] == expected_p99
-    assert aggs["elapsed"]["value"] == max(r["results"]["garbage-collection"]["jobSummary"]["elapsedTime"] for r in reports)
-    assert aggs["series"]["doc_count"] == sum(len(r["metrics"]["podCPU"]["series"]) for r in reports)
-    buckets = {b["key"]: (b["doc_count"], b["cpu"]["value"]) for b in aggs["series"]["namespaces"]["buckets"]}
+    assert aggs["jobs"]["heavy"]["p99"]["value"] == expected_p99
+    assert aggs["jobs"]["gc"]["elapsed"]["value"] == max(job(r, "garbage-collection")["elapsed_s"] for r in reports)
+    series = aggs["series"]["podCPU"]
+    assert series["doc_count"] == sum(1 for r in reports for m in r["metrics"] if m["name"] == "podCPU")
+    buckets = {b["key"]: (b["doc_count"], b["cpu"]["value"]) for b in series["namespaces"]["buckets"]}
     assert buckets.keys() == by_namespace.keys()
     for namespace, values in by_namespace.items():
         count, mean = buckets[namespace]
