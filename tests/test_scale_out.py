@@ -90,7 +90,7 @@ async def _scenario(settings: Settings, hook_settings, es, unique: str, tmp_path
             Publisher(hook_settings) as publisher:
         members = [a, b, c]
         # Kafka spreads the partitions over the members: two each.
-        for port, member in zip(ports, members):
+        for port, member in zip(ports, members, strict=True):
             deadline = time.monotonic() + 90
             while (body := await wait_for_status(port, "/readyz", 200, 90, member))["checks"]["kafka"]["detail"] \
                     != f"{PARTITIONS // MEMBERS} partitions assigned":
