@@ -115,7 +115,7 @@ async def _probe(telemetry: Telemetry, server: str, attempt: Callable[[], Awaita
     except asyncio.TimeoutError:
         ok, detail = False, f"no answer within {PROBE_TIMEOUT_S:g} s"
     except Exception as err:  # noqa: BLE001 - whatever the reason, the server is not usable now
-        ok, detail = False, f"unreachable: {redact(_describe(err))}"
+        ok, detail = False, f"failed: {redact(_describe(err))}"
     else:
         ok = True
     was = telemetry.probes.get(server)
@@ -135,7 +135,8 @@ async def _probe_forever(settings: Settings, telemetry: Telemetry) -> None:
                 return "answers"
 
             async def elasticsearch() -> str:
-                # A request `run` itself needs the privilege for (not `GET /`, which needs another).
+                # A request `run` itself has the rights for; `GET /` may need others (and the
+                # minimal distribution the tests run does not serve it).
                 exists = await es.indices.exists(index=settings.report_index)
                 return "answers" if exists else f"answers; index {settings.report_index} missing"
 
