@@ -21,6 +21,7 @@ from producer_hooks.settings import SettingsError
 
 if TYPE_CHECKING:  # the commands import what they need when they run, so --help stays quick
     from consumer.origin import Delivery
+    from consumer.outage import OutageObserver
     from consumer.pipeline import Pipeline
     from consumer.rebuild import Summary
 
@@ -43,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="consume run events and write reports, until SIGTERM or SIGINT")
     run.add_argument("--max-in-flight", type=positive, help="runs built at once (MAX_IN_FLIGHT)")
     run.add_argument("--group", help="consumer group (REPORT_GROUP)")
+    run.add_argument("--http-port", type=port_number, help="serve /healthz, /readyz and /metrics on this port "
+                     "(HTTP_PORT; 0: no server)")
 
     replay = commands.add_parser("replay", help="rebuild the reports of the runs in the runs topic")
     replay.add_argument("--since", type=iso_time, help="only events published at or after this ISO 8601 time")
@@ -83,6 +86,12 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def port_number(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -101,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, max_in_flight=args.max_in_flight)
         if getattr(args, "group", None):
             settings = dataclasses.replace(settings, group=args.group)
+        if getattr(args, "http_port", None) is not None:
+            settings = dataclasses.replace(settings, http_port=args.http_port)
         command = {"init": init, "run": run, "replay": replay, "backfill": backfill, "ack": ack, "acks": acks,
                    **VIEW_COMMANDS}[args.command]
         return asyncio.run(_supervised(command, settings, args))
@@ -222,21 +233,26 @@ async def init(settings: Settings, args: argparse.Namespace, signals: Signals) -
 
 async def run(settings: Settings, args: argparse.Namespace, signals: Signals) -> int:
     from consumer.deadletter import DeadLetters
+    from consumer.health import serving
     from consumer.pipeline import Pipeline
     from consumer.preflight import thanos_accepts
+    from consumer.telemetry import Telemetry
     from consumer.worker import Worker
 
-    # A service waits for Kafka to come up; anything that waiting cannot fix ends start-up here.
-    await _wait_for_kafka(settings)
-    await thanos_accepts(settings.thanos)
-    async with Pipeline.open(settings) as pipeline:
-        dead_letters = DeadLetters(settings)  # its producer is made here: one never started is never closed
-        await dead_letters.start()
-        try:
-            signals.graceful = True  # the worker drains and commits when `stop` is set
-            await Worker(settings, pipeline, dead_letters).run(signals.stop)
-        finally:
-            await dead_letters.stop()
+    telemetry = Telemetry()
+    async with serving(settings, telemetry):  # from the start, so that a waiting start-up is seen as alive
+        # A service waits for Kafka to come up; anything that waiting cannot fix ends start-up here.
+        await _wait_for_kafka(settings, telemetry)
+        await thanos_accepts(settings.thanos)
+        async with Pipeline.open(settings) as pipeline:
+            pipeline.outages.observer = telemetry
+            dead_letters = DeadLetters(settings)  # its producer is made here: one never started is never closed
+            await dead_letters.start()
+            try:
+                signals.graceful = True  # the worker drains and commits when `stop` is set
+                await Worker(settings, pipeline, dead_letters, telemetry).run(signals.stop)
+            finally:
+                await dead_letters.stop()
     log.info("stopped")
     return 0
 
@@ -318,14 +334,14 @@ async def acks(settings: Settings, args: argparse.Namespace, signals: Signals) -
     return 0
 
 
-async def _wait_for_kafka(settings: Settings) -> None:
+async def _wait_for_kafka(settings: Settings, observer: OutageObserver | None = None) -> None:
     """Kafka being away is an outage like any other: waited out (up to OUTAGE_LIMIT), told once per
     interval; what waiting cannot fix (credentials, a missing topic) ends start-up at once."""
     from consumer.outage import Outages
     from consumer.preflight import kafka_ready
     from consumer.retry import RetryPolicy
 
-    outages = Outages(limit_s=settings.outage_limit_s, max_wait_s=settings.retry_max_wait_s)
+    outages = Outages(limit_s=settings.outage_limit_s, max_wait_s=settings.retry_max_wait_s, observer=observer)
     await outages.ride_out(lambda: kafka_ready(settings.kafka, RetryPolicy(attempts=1), settings.kafka.topic),
                            "connecting to Kafka")
 

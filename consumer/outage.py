@@ -17,7 +17,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import aiohttp
 from aiokafka.errors import KafkaError
@@ -54,6 +54,16 @@ def server_of(err: BaseException) -> str | None:
     return None
 
 
+class OutageObserver(Protocol):
+    """Told of outages as they happen (see :class:`consumer.telemetry.Telemetry`); ``now`` is loop time."""
+
+    def outage_started(self, server: str, now: float) -> None: ...
+
+    def outage_retried(self, server: str) -> None: ...
+
+    def outage_ended(self, server: str, now: float) -> None: ...
+
+
 @dataclass
 class _Outage:
     since: float
@@ -70,6 +80,7 @@ class Outages:
     max_wait_s: float = 30.0
     first_wait_s: float = 1.0
     log_every_s: float = 30.0
+    observer: OutageObserver | None = None
     _current: dict[str, _Outage] = field(default_factory=dict)
 
     def unavailable(self) -> list[str]:
@@ -103,6 +114,8 @@ class Outages:
                             f"{server} unavailable for more than OUTAGE_LIMIT={self.limit_s:g} s while {what}: "
                             f"{_describe(err)}"
                         ) from err
+                    if self.observer is not None:
+                        self.observer.outage_retried(server)
                     await asyncio.sleep(random.uniform(wait / 2, wait))
                     wait = min(wait * 2, self.max_wait_s)
                 else:
@@ -117,6 +130,8 @@ class Outages:
         if outage is None:
             outage = self._current[server] = _Outage(since=now, logged=now, error=_describe(err))
             log.warning("%s unavailable (%s); runs wait and are retried until it is back", server, outage.error)
+            if self.observer is not None:
+                self.observer.outage_started(server, now)
         outage.waiting += 1
 
     def _still(self, server: str, err: BaseException, now: float) -> None:
@@ -134,6 +149,8 @@ class Outages:
         outage.waiting -= 1
         if outage.waiting <= 0:
             del self._current[server]
+            if self.observer is not None:
+                self.observer.outage_ended(server, now)
             if recovered:
                 log.warning("%s available again after %.0f s", server, now - outage.since)
 
@@ -143,4 +160,4 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-__all__ = ["OutageLimitExceeded", "Outages", "server_of"]
+__all__ = ["OutageLimitExceeded", "OutageObserver", "Outages", "server_of"]

@@ -176,6 +176,9 @@ class Settings:
     webhook_url: Secret | None = field(default=None, repr=False)
     webhook_timeout_s: float = 10.0
 
+    # `run` serves /healthz, /readyz and /metrics here; port 0: no server.
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
     @property
     def acks_index(self) -> str:
         return self.ack_index or f"{self.report_index}-acks"
@@ -219,6 +222,8 @@ class Settings:
             retry_max_wait_s=env_float(env, "RETRY_MAX_WAIT", cls.retry_max_wait_s, minimum=0),
             outage_limit_s=env_float(env, "OUTAGE_LIMIT", cls.outage_limit_s, minimum=0),
             limits=limits_from_env(env),
+            http_host=env_required(env, "HTTP_HOST", cls.http_host),
+            http_port=env_port(env, "HTTP_PORT", cls.http_port),
             incomplete_after_s=env_float(env, "INCOMPLETE_AFTER", cls.incomplete_after_s, minimum=1),
             sweep_every_s=env_float(env, "INCOMPLETE_SWEEP", cls.sweep_every_s, minimum=0.1),
             pending_index=env_required(env, "PENDING_INDEX", f"{report_index}-pending"),
@@ -239,6 +244,13 @@ def webhook_url(env: Env) -> Secret | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError("WEBHOOK_URL is not an http(s) URL (its value is not shown: it may hold a token)")
     return url
+
+
+def env_port(env: Env, name: str, default: int) -> int:
+    port = env_int(env, name, default, minimum=0)
+    if port > 65535:
+        raise SettingsError(f"{name}={port} is not a port number (0-65535)")
+    return port
 
 
 def parse_dashboards(raw: str) -> tuple[Dashboard, ...]:

@@ -56,6 +56,12 @@ class OffsetTracker(Generic[P]):
             return len(offsets.in_flight) if offsets else 0
         return sum(len(offsets.in_flight) for offsets in self._partitions.values())
 
+    def done_up_to(self, partition: P) -> int | None:
+        """The offset before which every record of ``partition`` is done (what a commit would
+        write); None for a partition nothing was read from yet."""
+        offsets = self._partitions.get(partition)
+        return offsets.committable() if offsets is not None else None
+
     def to_commit(self) -> dict[P, int]:
         """Offsets that moved since the last :meth:`committed` call."""
         result = {}

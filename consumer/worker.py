@@ -36,6 +36,7 @@ from consumer.pipeline import Pipeline
 from consumer.records import RecordReader, Unreadable
 from consumer.settings import Settings
 from consumer.sink import ReportRejected
+from consumer.telemetry import INVALID, UNREADABLE, Telemetry, dead_letter_reason, follow_lag
 from consumer.tracker import OffsetTracker
 from producer_hooks.events import FINISHED, Event, InvalidEvent, decode_event
 
@@ -65,7 +66,8 @@ class _Build:
 
 
 class Worker:
-    def __init__(self, settings: Settings, pipeline: Pipeline, dead_letters: DeadLetters) -> None:
+    def __init__(self, settings: Settings, pipeline: Pipeline, dead_letters: DeadLetters,
+                 telemetry: Telemetry | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.dead_letters = dead_letters
@@ -77,6 +79,8 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self._status_counts: Counter[str] = Counter()
         self._status_at = 0.0
+        self.telemetry = telemetry or Telemetry()
+        self.telemetry.watch_in_flight(lambda: len(self.builds))
         # Started runs not yet remembered in the pending index (their offsets stay in flight).
         self.started: list[tuple[TopicPartition, int, Started]] = []
         self._remembering: asyncio.Task | None = None
@@ -97,6 +101,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         last_commit = last_status = self._status_at = loop.time()
         stopping = asyncio.ensure_future(stop.wait())
+        self.telemetry.consuming()
+        lag = asyncio.create_task(follow_lag(consumer, self.tracker, self.telemetry))
         sweeper = asyncio.create_task(self._sweep_forever())
         try:
             while not stop.is_set():
@@ -117,6 +123,7 @@ class Worker:
                     for partition, records in batch.items():
                         for record in records:
                             self._accept(partition, record)
+                self.telemetry.polled()
                 self._remember_started()
                 now = loop.time()
                 if now - last_commit >= self.settings.commit_interval_s:
@@ -125,9 +132,11 @@ class Worker:
                 if now - last_status >= STATUS_EVERY_S:
                     self._log_status()
                     last_status = now
+            self.telemetry.stopping()
             await self._drain(consumer)
         finally:
             stopping.cancel()
+            lag.cancel()
             sweeper.cancel()
             await consumer.stop()
         self._log_status()
@@ -138,6 +147,8 @@ class Worker:
         self.tracker.start(partition, record.offset)
         if isinstance(record, Unreadable):  # bytes aiokafka cannot parse: parked where they are
             self.counts["unreadable"] += 1
+            self.telemetry.consumed(UNREADABLE)
+            self.telemetry.dead_lettered("unreadable_record")
             self._spawn(self._park(partition, record, record.reason))
             return
         origin = Origin.from_record(record.topic, record.partition, record.offset, record.timestamp, live=True)
@@ -147,8 +158,11 @@ class Worker:
                                  limits=self.settings.limits)
         except InvalidEvent as err:
             self.counts["invalid"] += 1
+            self.telemetry.consumed(INVALID)
+            self.telemetry.dead_lettered("invalid_event")
             self._spawn(self._park(partition, record, f"invalid event: {err}"))
             return
+        self.telemetry.consumed(event.kind)
         if event.kind != FINISHED:
             self.counts[event.kind] += 1
             log.debug("run %s (%s) %s on %s", event.run.uuid, event.run.benchmark, event.kind, event.run.cluster_name)
@@ -164,6 +178,7 @@ class Worker:
             if compare(origin, current.origin) <= 0:
                 # An older (or the same) event behind a newer one: the newer one's report covers it.
                 self.counts["superseded"] += 1
+                self.telemetry.superseded()
                 log.info("event of %s at %s[%d]@%d is older than the one being built; skipped", uuid,
                          record.topic, record.partition, record.offset)
                 self.tracker.finish(partition, record.offset)
@@ -171,6 +186,11 @@ class Worker:
             current.superseded = True
             if current.task is not None:
                 current.task.cancel()
+            # This event's build covers the older offset. Finished here, not by the cancelled task:
+            # a task cancelled before it ever ran (both events in one batch) never runs its `finally`.
+            self.tracker.finish(current.partition, current.offset)
+            self.counts["superseded"] += 1
+            self.telemetry.superseded()
             log.info("a later event of %s arrived (%s[%d]@%d): its build starts over", uuid, record.topic,
                      record.partition, record.offset)
         build = _Build(uuid, partition, record.offset, origin)
@@ -181,14 +201,14 @@ class Worker:
         done = True  # whether the offset may be committed past once this task ends
         try:
             async with self.slots:
+                started = asyncio.get_running_loop().time()
                 outcome = await self.pipeline.process(event, build.origin)
+                self.telemetry.built(outcome.write.value, outcome.status, asyncio.get_running_loop().time() - started)
             self.counts[outcome.write.value] += 1
         except asyncio.CancelledError:
             # Superseded: the later event's build covers this offset. Drain budget exceeded:
             # the offset stays in flight, so the next start builds the run again.
             done = build.superseded
-            if build.superseded:
-                self.counts["superseded"] += 1
             raise
         except (InvalidEvent, ReportRejected, OutageLimitExceeded) as err:
             await self._dead_letter(build, record, err)
@@ -207,6 +227,7 @@ class Worker:
                   "with `report-consumer replay --uuid %s`", build.uuid, type(err).__name__, err,
                   self.dead_letters.topic, build.uuid)
         self.counts["dead-lettered"] += 1
+        self.telemetry.dead_lettered(dead_letter_reason(err))
         await self.dead_letters.send(record, f"report not built: {type(err).__name__}: {err}")
 
     async def _park(self, partition: TopicPartition, record: ConsumerRecord | Unreadable, reason: str) -> None:
@@ -266,6 +287,7 @@ class Worker:
                 self.counts["incomplete failed"] += 1
             else:
                 self.counts[f"incomplete {outcome.write.value}"] += 1
+                self.telemetry.reported(outcome.write.value, outcome.status)
         done = [started.event.run.uuid for started in overdue] + unreadable
         if done:
             await self.pipeline.outages.ride_out(lambda: pending.forget(es, index, done), "forgetting started runs")
@@ -343,8 +365,10 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
         if revoked:
             await self.worker.commit(self.consumer, set(revoked))
             self.worker.tracker.forget(list(revoked))
+            self.worker.telemetry.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.worker.telemetry.assigned(assigned)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "nothing")
 
 

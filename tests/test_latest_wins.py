@@ -16,6 +16,7 @@ from producer_hooks.events import make_event
 from producer_hooks.publisher import Publisher
 from tests.support.consumer import run_cli, running_consumer, wait_for_reports
 from tests.support.es import index_docs
+from tests.support.kafka import committed_offsets, end_offsets
 from tests.support.kubeburner import run_documents
 from tests.support.metadata import run_doc
 
@@ -131,3 +132,30 @@ async def test_the_later_of_two_finished_events_stands_whatever_order_their_buil
     again = await wait_for_reports(es, settings.report_index, set(pairs), timeout=10)
     assert {uuid: report["_version"] for uuid, report in again.items()} == {
         uuid: report["_version"] for uuid, report in replayed.items()}
+
+
+async def test_a_build_superseded_before_it_started_leaves_no_offset_uncommitted(
+    settings: Settings, hook_settings, es, unique: str, tmp_path
+):
+    # Both events of each run are waiting when the consumer starts, so they arrive in one batch and
+    # the first one's build is cancelled before it ever ran: its offset must still count as done.
+    start = int(time.time()) - 1800
+    pairs = {}
+    for i in range(5):
+        base = run_doc(f"{unique}-{i}", cluster=f"c-{unique}", benchmark="mystery-bench", status="success",
+                       start=start, end=start + 900)
+        pairs[base["uuid"]] = (base, {**base, "job_status": "failure"})
+    async with Publisher(hook_settings) as publisher:
+        for first, second in pairs.values():
+            await publisher.publish(make_event(first))
+            await publisher.publish(make_event(second))
+
+    async with running_consumer(settings, tmp_path / "consumer.log") as consumer:
+        reports = await wait_for_reports(es, settings.report_index, set(pairs), timeout=60, consumer=consumer)
+        await asyncio.sleep(4 * settings.commit_interval_s)
+        committed = await committed_offsets(settings.kafka, settings.group)
+        assert await consumer.stop() == 0
+
+    assert {uuid: report["metadata"] for uuid, report in reports.items()} == {u: p[1] for u, p in pairs.items()}
+    ends = await end_offsets(settings.kafka, settings.kafka.topic)
+    assert {tp: committed.get(tp, 0) for tp in ends} == ends

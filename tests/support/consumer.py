@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,11 +105,11 @@ async def command(module: str, *args: str, env: dict[str, str], timeout: float =
 
 
 @asynccontextmanager
-async def running_consumer(settings: Settings, log: Path, *args: str, **extra_env: str):
-    """`report-consumer run` in a subprocess; killed at exit if still running."""
+async def running_consumer(settings: Settings, log: Path, *args: str, run_args: Sequence[str] = (), **extra_env: str):
+    """`report-consumer ARGS run RUN_ARGS` in a subprocess; killed at exit if still running."""
     with open(log, "ab") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "consumer.cli", *args, "run",
+            sys.executable, "-m", "consumer.cli", *args, "run", *run_args,
             env=settings_env(settings, **extra_env), stdout=out, stderr=out,
         )
     consumer = ConsumerProcess(process, log)
