@@ -91,7 +91,7 @@ async def test_a_thousand_job_names_and_two_hundred_metric_names_add_no_field_an
     mapping = (await es.indices.get_mapping(index=index))[index]["mappings"]
     assert mapping == empty  # not one field added by 1,000 job names, 200 metric names, 4,000 label names
     fields = mapping_fields(mapping["properties"])
-    assert fields == mapping_fields(REPORT_MAPPING["properties"]) and fields < 200
+    assert fields == mapping_fields(REPORT_MAPPING["properties"]) and fields < 250  # fixed, and far from 1,000
     assert (await es.count(index=index))["count"] == REPORTS
 
     # The last report's numbers, found by value under the names they came with.

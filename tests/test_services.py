@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from consumer.settings import Settings
 from tests.support.es import index_docs
 from tests.support.prometheus import Series, load_series
-from tests.support.services import SCRIPT, external
+from tests.support.services import SCRIPT, closed_port, external
 
 
 async def test_a_message_produced_is_consumed_through_the_broker(settings: Settings, unique: str):
@@ -60,8 +60,9 @@ def test_services_up_is_idempotent_and_down_leaves_no_process_of_ours(tmp_path):
     """A second set of servers on other ports and another runtime folder, so the shared ones stay up."""
     if external():
         pytest.skip("the native servers are not in use")
-    env = {**os.environ, "PERF_REPORTS_RUN": str(tmp_path / "run"), "KAFKA_PORT": "19092",
-           "KAFKA_CONTROLLER_PORT": "19093", "ES_PORT": "19200", "ES_TRANSPORT_PORT": "19300", "PROMETHEUS_PORT": "19090"}
+    ports = {name: str(closed_port()) for name in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "ES_PORT", "ES_TRANSPORT_PORT",
+                                                   "PROMETHEUS_PORT", "OPENSEARCH_PORT", "OPENSEARCH_TRANSPORT_PORT")}
+    env = {**os.environ, "PERF_REPORTS_RUN": str(tmp_path / "run"), **ports}
 
     def services(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
@@ -80,14 +81,15 @@ def test_services_up_is_idempotent_and_down_leaves_no_process_of_ours(tmp_path):
     try:
         assert services("up").returncode == 0
         status = services("status").stdout
-        assert [line.split()[1] for line in status.splitlines()] == ["ready", "ready", "ready"], status
+        # The three the product needs; OpenSearch only when named.
+        assert [line.split()[1] for line in status.splitlines()] == ["ready", "ready", "ready", "stopped"], status
         again = services("up")
         assert again.returncode == 0 and again.stderr.count("already running") == 3
-        assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092" in services("env").stdout
+        assert f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{ports['KAFKA_PORT']}" in services("env").stdout
         assert ours(), "the servers should be running from the temporary folder"
     finally:
         down = services("down")
     assert down.returncode == 0, down.stderr
     assert ours() == []
-    assert [line.split()[1] for line in services("status").stdout.splitlines()] == ["stopped"] * 3
+    assert [line.split()[1] for line in services("status").stdout.splitlines()] == ["stopped"] * 4
     services("reset")  # and forget the data, wherever it was kept
