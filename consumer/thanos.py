@@ -1,32 +1,30 @@
 """Thanos Query (Prometheus HTTP API) client: one query's average and maximum per series over a window.
 
-How a window is summarised, and why client-side. Measured by benchmarks/thanos_window.py (local
-Prometheus 2.42, irate() of 100 counters loaded over 40 h, 10 s step, same process, alternating, median of 5):
+How a window is summarised: on the server, in one request, on the run's own grid.
 
-    window  series  client-side s  server-side s  server/client  aligned start  start + 3 s
-    1 h     10      0.012          0.007          0.62           equal          avg within 0.3 %
-    1 h     100     0.096          0.017          0.18           equal          avg within 0.3 %
-    6 h     10      0.069          0.015          0.22           equal          avg within 0.05 %
-    6 h     100     0.704          0.065          0.09           equal          avg within 0.05 %
-    40 h    10      0.421          0.043          0.10           equal          avg within 0.05 %
-    40 h    100     4.712          0.440          0.09           equal          avg within 0.05 %
+    sum_over_time((Q') > -Inf < +Inf)[w:step])  or  max_over_time(...)  or  count_over_time(...)
 
-client-side: ``query_range`` from the run's start in chunks of <= 11,000 points, folded here;
-server-side: ``avg_over_time``/``max_over_time``/``count_over_time((Q)[w:10s])``, three concurrent
-instant queries at the run's end. Server-side is 1.6-11x faster: client-side time is Prometheus
-encoding and us decoding JSON (37 MB for 100 series x 11,000 points; the folding itself is 0.25 s).
+evaluated at the window's last grid point, each part tagged by ``label_replace``; ``Q'`` is ``Q`` with
+``offset δ`` on every selector, so the subquery's epoch-aligned points are exactly the run's
+``start + k * step`` (see :mod:`consumer.promql`). The server sends three numbers per series instead
+of every point: the client-side cost (JSON of every point, decoded and folded here) is gone.
 
-We use client-side all the same:
-- it evaluates exactly the run's own grid (start + k * step), the points the retired job reported;
-  subqueries sample epoch multiples of the step, so for real runs, which start at any millisecond,
-  server-side gives other points (other count, other max; avg within 0.3 % here);
-- non-finite points are skipped one by one; ``avg_over_time`` over a NaN point is NaN;
-- each chunk is one bounded request, retried alone (and split and cached by a Thanos
-  query-frontend), where a 40 h subquery is one instant query a single querier evaluates whole;
-- the price is affordable: the worst case measured is under 5 s per query, 4 queries at a time,
-  once per run of hours.
-Revisit if profiles grow to thousands of series per query: server-side, with ``(Q) > -Inf < +Inf``
-to drop non-finite points, then wins by an order of magnitude.
+Measured (benchmarks/thanos_window.py, local Prometheus 2.42, irate() of 100 counters, 10 s step, median of 5):
+client-side chunked ``query_range`` against server-side subqueries, 0.012 s vs 0.007 s for 1 h x 10
+series up to 4.7 s vs 0.44 s for 40 h x 100 series: 1.6-11x faster, the time being JSON (37 MB for
+100 series x 11,000 points). An earlier version kept client-side because subqueries sample epoch
+multiples of the step, not the run's grid (other count, other max; avg within 0.3 %); the offset
+shift removes that difference: on the oracle-checked test data (tests/test_thanos.py,
+tests/test_metrics.py, windows on and off the epoch grid) counts and maxima are equal and averages
+within 1e-12. benchmarks/perf.py measures the whole rebuild (see README, Performance).
+
+Client-side ``query_range`` (in chunks of <= 11,000 points, folded here) stays for what cannot be
+shifted exactly (``time()``, ``@``, subqueries, own offsets: :class:`consumer.promql.Unsupported`)
+and for a query the server refuses in its summarised form: the original query then gets its own
+answer, and its own error message. Which path answered is in :attr:`QueryResult.method`.
+
+Several windows of one query (a rebuild's runs of one cluster) are summarised in one request with
+``@`` per window (:meth:`Thanos.summarize_windows`): one round trip instead of one per run.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from consumer import promql
 from consumer.retry import RetryPolicy
 from consumer.settings import ThanosSettings
 from producer_hooks.settings import ssl_context
@@ -73,11 +72,16 @@ class SeriesSummary:
     samples: int  # finite points that went into avg and max
 
 
+SERVER = "server"  # summarised by Thanos (subqueries on the run's grid)
+CLIENT = "client"  # every point fetched with query_range and folded here
+
+
 @dataclass(frozen=True)
 class QueryResult:
     series: list[SeriesSummary]
     warnings: list[str]
     step_s: float = 0.0  # the resolution evaluated: THANOS_STEP, or coarser to stay in the budget
+    method: str = CLIENT  # SERVER or CLIENT: how the numbers were computed (equal either way)
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -158,6 +162,24 @@ class _Accumulator:
         ]
 
 
+def _read_summaries(result: Sequence[dict[str, Any]], windows: int) -> list[list[SeriesSummary]]:
+    """The answer of :func:`consumer.promql.window_sum_max_count`: per window, its series sorted by
+    labels (as the client-side path sorts them), the tags removed and ``__name__`` restored."""
+    totals: list[dict[tuple[tuple[str, str], ...], list[float]]] = [{} for _ in range(windows)]
+    for item in result:
+        labels = dict(item["metric"])
+        tag = labels.pop(promql.STAT_LABEL)
+        name = labels.pop(promql.NAME_LABEL, None)
+        if name is not None:
+            labels["__name__"] = name
+        total = totals[int(tag[1:])].setdefault(tuple(sorted(labels.items())), [0.0, -math.inf, 0])
+        total["smc".index(tag[0])] = float(item["value"][1])
+    return [
+        [SeriesSummary(dict(key), total / count, peak, int(count)) for key, (total, peak, count) in sorted(one.items()) if count]
+        for one in totals
+    ]
+
+
 def _is_transient(err: BaseException) -> bool:
     if isinstance(err, (aiohttp.ClientSSLError, aiohttp.InvalidURL)):
         return False  # configuration, not weather
@@ -220,19 +242,51 @@ class Thanos:
             await self._session.close()
             self._session = None
 
+    def step_ms(self, start_ms: int, end_ms: int) -> int:
+        """The step a window is evaluated at: THANOS_STEP, coarser past THANOS_MAX_POINTS."""
+        return budget_step(start_ms, end_ms, round(self._settings.step_s * 1000), self._settings.max_points)
+
     async def summarize(self, query: str, start: datetime, end: datetime) -> QueryResult:
         """Average, maximum and count of finite points per series of ``query`` over ``[start, end]``.
 
         Evaluated at ``start + k * step`` (``step`` from settings, coarser when the window would
-        take more than ``max_points`` points: see :func:`budget_step`) by ``query_range``, in chunks
-        of at most 11,000 points folded into running totals, so any window length works in
-        bounded memory. Raises :class:`QueryError` for a query the server refuses and
-        :class:`ThanosUnavailable` once retries are exhausted.
+        take more than ``max_points`` points: see :func:`budget_step`), by the server when the query
+        can be shifted onto that grid, else by ``query_range`` folded here. Raises
+        :class:`QueryError` for a query the server refuses and :class:`ThanosUnavailable` once
+        retries are exhausted.
         """
-        step_ms = budget_step(to_ms(start), to_ms(end), round(self._settings.step_s * 1000), self._settings.max_points)
+        [result] = await self.summarize_windows(query, [(start, end)])
+        return result
+
+    async def summarize_windows(self, query: str, windows: Sequence[tuple[datetime, datetime]]) -> list[QueryResult]:
+        """:meth:`summarize` for several windows of one query, in one request when the server can
+        answer them all (the caller keeps the batch small enough for one evaluation)."""
+        bounds = [(to_ms(start), to_ms(end)) for start, end in windows]
+        grids = [promql.grid(start, end, self.step_ms(start, end)) for start, end in bounds]
+        try:
+            return await self._server_side(query, grids)
+        except promql.Unsupported:
+            pass
+        except QueryError:
+            if len(grids) > 1:  # one window may be the trouble (too many samples): each alone
+                return [result for window in windows for result in await self.summarize_windows(query, [window])]
+            # The summarised form was refused: the original query gets its own answer, or error.
+        return [await self._client_side(query, start, end) for start, end in bounds]
+
+    async def _server_side(self, query: str, grids: Sequence[promql.Grid]) -> list[QueryResult]:
+        expression = promql.window_sum_max_count(query, grids, at=len(grids) > 1)
+        data, warnings = await self._call(
+            "query", {"query": expression, "time": prom_time(grids[-1].eval_ms), **self._thanos_params()})
+        if data.get("resultType") != "vector":
+            raise ThanosError(f"{self._base}: query answered {data.get('resultType')!r}, not a vector")
+        per_window = _read_summaries(data["result"], len(grids))
+        return [QueryResult(series, warnings, one.step_ms / 1000, SERVER) for series, one in zip(per_window, grids)]
+
+    async def _client_side(self, query: str, start_ms: int, end_ms: int) -> QueryResult:
+        step_ms = self.step_ms(start_ms, end_ms)
         totals = _Accumulator()
         warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
-        for chunk_start, chunk_end in chunk_windows(to_ms(start), to_ms(end), step_ms):
+        for chunk_start, chunk_end in chunk_windows(start_ms, end_ms, step_ms):
             data, chunk_warnings = await self._call(
                 "query_range",
                 {
@@ -248,7 +302,7 @@ class Thanos:
             totals.add_matrix(data["result"])
             warnings.update(dict.fromkeys(chunk_warnings))
             del data  # the chunk's points are in the totals now
-        return QueryResult(totals.summaries(), list(warnings), step_ms / 1000)
+        return QueryResult(totals.summaries(), list(warnings), step_ms / 1000, CLIENT)
 
     async def instant(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
         """``query`` evaluated at one instant: (labels, value) per series (scalars get no labels)."""
