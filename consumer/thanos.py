@@ -1,37 +1,44 @@
 """Thanos Query (Prometheus HTTP API) client: one query's average and maximum per series over a window.
 
-How a window is summarised: on the server, in one request, on the run's own grid.
+How a window is summarised: ``query_range`` from the run's start at the step, in chunks of <= 11,000
+points, averaged and maximised here. It evaluates exactly the run's own grid (start + k * step) once.
 
-    sum_over_time((Q') > -Inf < +Inf)[w:step])  or  max_over_time(...)  or  count_over_time(...)
+Measured on this project's data (benchmarks/perf.py's clusters: the control-plane profile's 19
+queries over ~440 series a cluster, local Prometheus 2.42, median of 3; seconds of server time for
+one run's window, all 19 queries)::
 
-evaluated at the window's last grid point, each part tagged by ``label_replace``; ``Q'`` is ``Q`` with
-``offset δ`` on every selector, so the subquery's epoch-aligned points are exactly the run's
-``start + k * step`` (see :mod:`consumer.promql`). The server sends three numbers per series instead
-of every point: the client-side cost (JSON of every point, decoded and folded here) is gone.
+    window  query_range  its JSON decoded + folded here  summarised on the server (3 subqueries, 1 request)
+    1 h     0.24         0.08                              0.81
+    36 h    6.99         1.90                              26.8
 
-Measured (benchmarks/thanos_window.py, local Prometheus 2.42, irate() of 100 counters, 10 s step, median of 5):
-client-side chunked ``query_range`` against server-side subqueries, 0.012 s vs 0.007 s for 1 h x 10
-series up to 4.7 s vs 0.44 s for 40 h x 100 series: 1.6-11x faster, the time being JSON (37 MB for
-100 series x 11,000 points). An earlier version kept client-side because subqueries sample epoch
-multiples of the step, not the run's grid (other count, other max; avg within 0.3 %); the offset
-shift removes that difference: on the oracle-checked test data (tests/test_thanos.py,
-tests/test_metrics.py, windows on and off the epoch grid) counts and maxima are equal and averages
-within 1e-12. benchmarks/perf.py measures the whole rebuild (see README, Performance).
+Summarising on the server (``sum_over_time``, ``max_over_time`` and ``count_over_time`` of
+``(Q')[w:step]``, with ``Q'`` shifted by an offset onto the run's grid: benchmarks/promql_shift.py,
+exact to 1e-12 against this path) costs Prometheus 3.4-3.8x the evaluation of ``query_range``:
+each ``*_over_time`` evaluates its subquery again, and evaluation, not JSON, is what these
+aggregated queries cost. Even benchmarks/thanos_window.py's raw irate() of 100 series, the case
+most in favour of the server (wide answers, cheap evaluation), is 2.3-3.5x slower that way once
+this path is as cheap as below (1 h: 0.09 s vs 0.24 s; 40 h: 3.4 s vs 10.4 s; median of 3). An
+earlier measurement found the server 1.6-11x faster against this path as it was then (gzipped
+answers, a Python loop per point). Since Prometheus's CPU is what bounds a rebuild, the
+client-side path stays, made cheaper:
 
-Client-side ``query_range`` (in chunks of <= 11,000 points, folded here) stays for what cannot be
-shifted exactly (``time()``, ``@``, subqueries, own offsets: :class:`consumer.promql.Unsupported`)
-and for a query the server refuses in its summarised form: the original query then gets its own
-answer, and its own error message. Which path answered is in :attr:`QueryResult.method`.
-
-Several windows of one query (a rebuild's runs of one cluster) are summarised in one request with
-``@`` per window (:meth:`Thanos.summarize_windows`): one round trip instead of one per run.
+- ``Accept-Encoding: identity``: gzip doubled Prometheus's time for the wide answers
+  (APIRequestRate over 30 h: 0.9-1.2 s plain, 2.0-2.4 s gzipped, 14.8 MB vs 1.8 MB). On loopback or
+  a datacenter link the bytes are cheaper than the compression.
+- A chunk's JSON is decoded and folded with the cyclic garbage collector paused: the parsed
+  matrix is hundreds of thousands of small lists, freed by reference counting the moment the chunk
+  is folded; letting the collector walk them cost ~20 % of a rebuild's CPU (py-spy, issue 12).
+- Folding sums each series' points with the built-in ``sum``/``max`` (non-finite points are only
+  looked for when the sum says there are some).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,7 +46,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from consumer import promql
 from consumer.retry import RetryPolicy
 from consumer.settings import ThanosSettings
 from producer_hooks.settings import ssl_context
@@ -72,16 +78,11 @@ class SeriesSummary:
     samples: int  # finite points that went into avg and max
 
 
-SERVER = "server"  # summarised by Thanos (subqueries on the run's grid)
-CLIENT = "client"  # every point fetched with query_range and folded here
-
-
 @dataclass(frozen=True)
 class QueryResult:
     series: list[SeriesSummary]
     warnings: list[str]
     step_s: float = 0.0  # the resolution evaluated: THANOS_STEP, or coarser to stay in the budget
-    method: str = CLIENT  # SERVER or CLIENT: how the numbers were computed (equal either way)
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -141,17 +142,21 @@ class _Accumulator:
     def add_matrix(self, result: Sequence[dict[str, Any]]) -> None:
         isfinite = math.isfinite
         for series in result:
+            values = [float(raw) for _, raw in series.get("values", ())]
+            chunk_sum = sum(values)
+            if not isfinite(chunk_sum):  # NaN/Inf (e.g. 0/0 in a ratio) would poison avg and max
+                values = [value for value in values if isfinite(value)]
+                chunk_sum = sum(values)
+            if not values:
+                continue
             key = tuple(sorted(series["metric"].items()))
             total = self.totals.get(key)
             if total is None:
-                total = self.totals[key] = [0.0, 0, -math.inf]
-            for _, raw in series.get("values", ()):
-                value = float(raw)
-                if isfinite(value):  # NaN/Inf (e.g. 0/0 in a ratio) would poison avg and max
-                    total[0] += value
-                    total[1] += 1
-                    if value > total[2]:
-                        total[2] = value
+                self.totals[key] = [chunk_sum, len(values), max(values)]
+            else:
+                total[0] += chunk_sum
+                total[1] += len(values)
+                total[2] = max(total[2], max(values))
 
     def summaries(self) -> list[SeriesSummary]:
         """Series with at least one finite point, sorted by labels."""
@@ -162,22 +167,17 @@ class _Accumulator:
         ]
 
 
-def _read_summaries(result: Sequence[dict[str, Any]], windows: int) -> list[list[SeriesSummary]]:
-    """The answer of :func:`consumer.promql.window_sum_max_count`: per window, its series sorted by
-    labels (as the client-side path sorts them), the tags removed and ``__name__`` restored."""
-    totals: list[dict[tuple[tuple[str, str], ...], list[float]]] = [{} for _ in range(windows)]
-    for item in result:
-        labels = dict(item["metric"])
-        tag = labels.pop(promql.STAT_LABEL)
-        name = labels.pop(promql.NAME_LABEL, None)
-        if name is not None:
-            labels["__name__"] = name
-        total = totals[int(tag[1:])].setdefault(tuple(sorted(labels.items())), [0.0, -math.inf, 0])
-        total["smc".index(tag[0])] = float(item["value"][1])
-    return [
-        [SeriesSummary(dict(key), total / count, peak, int(count)) for key, (total, peak, count) in sorted(one.items()) if count]
-        for one in totals
-    ]
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a parsed answer is alive: it holds no cycles, and is
+    freed by reference counting as soon as it is folded."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _is_transient(err: BaseException) -> bool:
@@ -221,7 +221,8 @@ class Thanos:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Thanos:
-        headers = {"Accept": "application/json"}
+        # Uncompressed answers: gzip doubled Prometheus's time for wide answers (see the top).
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if self._settings.token is not None:
             headers["Authorization"] = f"Bearer {self._settings.token.reveal()}"
         connector = aiohttp.TCPConnector(
@@ -242,52 +243,25 @@ class Thanos:
             await self._session.close()
             self._session = None
 
-    def step_ms(self, start_ms: int, end_ms: int) -> int:
-        """The step a window is evaluated at: THANOS_STEP, coarser past THANOS_MAX_POINTS."""
-        return budget_step(start_ms, end_ms, round(self._settings.step_s * 1000), self._settings.max_points)
-
     async def summarize(self, query: str, start: datetime, end: datetime) -> QueryResult:
         """Average, maximum and count of finite points per series of ``query`` over ``[start, end]``.
 
         Evaluated at ``start + k * step`` (``step`` from settings, coarser when the window would
-        take more than ``max_points`` points: see :func:`budget_step`), by the server when the query
-        can be shifted onto that grid, else by ``query_range`` folded here. Raises
-        :class:`QueryError` for a query the server refuses and :class:`ThanosUnavailable` once
-        retries are exhausted.
+        take more than ``max_points`` points: see :func:`budget_step`) by ``query_range``, in chunks
+        of at most 11,000 points folded into running totals, so any window length works in
+        bounded memory. Raises :class:`QueryError` for a query the server refuses and
+        :class:`ThanosUnavailable` once retries are exhausted.
         """
-        [result] = await self.summarize_windows(query, [(start, end)])
-        return result
-
-    async def summarize_windows(self, query: str, windows: Sequence[tuple[datetime, datetime]]) -> list[QueryResult]:
-        """:meth:`summarize` for several windows of one query, in one request when the server can
-        answer them all (the caller keeps the batch small enough for one evaluation)."""
-        bounds = [(to_ms(start), to_ms(end)) for start, end in windows]
-        grids = [promql.grid(start, end, self.step_ms(start, end)) for start, end in bounds]
-        try:
-            return await self._server_side(query, grids)
-        except promql.Unsupported:
-            pass
-        except QueryError:
-            if len(grids) > 1:  # one window may be the trouble (too many samples): each alone
-                return [result for window in windows for result in await self.summarize_windows(query, [window])]
-            # The summarised form was refused: the original query gets its own answer, or error.
-        return [await self._client_side(query, start, end) for start, end in bounds]
-
-    async def _server_side(self, query: str, grids: Sequence[promql.Grid]) -> list[QueryResult]:
-        expression = promql.window_sum_max_count(query, grids, at=len(grids) > 1)
-        data, warnings = await self._call(
-            "query", {"query": expression, "time": prom_time(grids[-1].eval_ms), **self._thanos_params()})
-        if data.get("resultType") != "vector":
-            raise ThanosError(f"{self._base}: query answered {data.get('resultType')!r}, not a vector")
-        per_window = _read_summaries(data["result"], len(grids))
-        return [QueryResult(series, warnings, one.step_ms / 1000, SERVER) for series, one in zip(per_window, grids)]
-
-    async def _client_side(self, query: str, start_ms: int, end_ms: int) -> QueryResult:
-        step_ms = self.step_ms(start_ms, end_ms)
+        step_ms = budget_step(to_ms(start), to_ms(end), round(self._settings.step_s * 1000), self._settings.max_points)
         totals = _Accumulator()
         warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
-        for chunk_start, chunk_end in chunk_windows(start_ms, end_ms, step_ms):
-            data, chunk_warnings = await self._call(
+        def fold(data: dict[str, Any]) -> None:
+            if data.get("resultType") != "matrix":
+                raise ThanosError(f"{self._base}: query_range answered {data.get('resultType')!r}, not a matrix")
+            totals.add_matrix(data["result"])
+
+        for chunk_start, chunk_end in chunk_windows(to_ms(start), to_ms(end), step_ms):
+            _, chunk_warnings = await self._call(
                 "query_range",
                 {
                     "query": query,
@@ -296,13 +270,10 @@ class Thanos:
                     "step": prom_time(step_ms),
                     **self._thanos_params(),
                 },
+                fold,  # the chunk's points go into the totals as it is parsed, and are dropped
             )
-            if data.get("resultType") != "matrix":
-                raise ThanosError(f"{self._base}: query_range answered {data.get('resultType')!r}, not a matrix")
-            totals.add_matrix(data["result"])
             warnings.update(dict.fromkeys(chunk_warnings))
-            del data  # the chunk's points are in the totals now
-        return QueryResult(totals.summaries(), list(warnings), step_ms / 1000, CLIENT)
+        return QueryResult(totals.summaries(), list(warnings), step_ms / 1000)
 
     async def instant(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
         """``query`` evaluated at one instant: (labels, value) per series (scalars get no labels)."""
@@ -318,11 +289,13 @@ class Thanos:
         # store is down. Prometheus ignores both. The server-side timeout bounds evaluation.
         return {"dedup": "true", "partial_response": "true", "timeout": f"{self._settings.timeout_s:g}"}
 
-    async def _call(self, endpoint: str, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    async def _call(self, endpoint: str, form: dict[str, str],
+                    use: Callable[[dict[str, Any]], Any] = lambda data: data) -> tuple[Any, list[str]]:
+        """``use(data)`` of the answer's ``data``, and its warnings."""
         try:
             async for attempt in self._retry.retrying(_is_transient, f"Thanos {endpoint}"):
                 with attempt:
-                    return await self._post(endpoint, form)
+                    return await self._post(endpoint, form, use)
         except (_TransientStatus, aiohttp.ClientError, asyncio.TimeoutError) as err:
             if not _is_transient(err):
                 raise ThanosError(f"{self._base}: {type(err).__name__}: {err}") from err
@@ -330,7 +303,8 @@ class Thanos:
             raise ThanosUnavailable(f"{self._base}: {reason} (after {self._retry.attempts} attempts)") from err
         raise AssertionError("unreachable: the retry loop returns or raises")
 
-    async def _post(self, endpoint: str, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    async def _post(self, endpoint: str, form: dict[str, str],
+                    use: Callable[[dict[str, Any]], Any]) -> tuple[Any, list[str]]:
         if self._session is None:
             raise RuntimeError("Thanos is used outside 'async with'")
         # POST: profile queries can be long, and a form body has no URL length limit.
@@ -343,15 +317,17 @@ class Thanos:
             raise QueryError(_error_message(body))
         if status != 200:  # 401, 403, 404: wrong URL or credentials
             raise ThanosError(f"{self._base}: HTTP {status}: {_error_message(body)}")
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            # e.g. an OAuth proxy's login page: configuration, not a passing failure
-            raise ThanosError(f"{self._base}: answer is not JSON: {_error_message(body)[:100]!r}") from None
-        if doc.get("status") != "success":
-            message = f"{doc.get('errorType')}: {doc.get('error')}"
-            if doc.get("errorType") in ("bad_data", "execution"):
-                raise QueryError(message)
-            raise ThanosError(f"{self._base}: {message}")
-        return doc["data"], [str(w) for w in doc.get("warnings") or ()]
+        with _collector_paused():
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                # e.g. an OAuth proxy's login page: configuration, not a passing failure
+                raise ThanosError(f"{self._base}: answer is not JSON: {_error_message(body)[:100]!r}") from None
+            del body
+            if doc.get("status") != "success":
+                message = f"{doc.get('errorType')}: {doc.get('error')}"
+                if doc.get("errorType") in ("bad_data", "execution"):
+                    raise QueryError(message)
+                raise ThanosError(f"{self._base}: {message}")
+            return use(doc["data"]), [str(w) for w in doc.get("warnings") or ()]
 

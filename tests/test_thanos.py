@@ -201,77 +201,60 @@ async def test_clusters_never_see_each_others_series(thanos: Thanos):
     assert {s.labels[LABEL] for s in raw.series} == {CLUSTER_B}
 
 
-def watched() -> tuple[list, aiohttp.TraceConfig]:
-    """Every request a client sends, seen on the wire."""
-    requests: list = []
+async def test_a_forty_hour_window_is_chunked_and_equals_the_samples(loaded: Settings):
+    requests: list[dict] = []
     trace = aiohttp.TraceConfig()
 
     async def on_start(session, context, params):
         requests.append(params)
 
     trace.on_request_start.append(on_start)
-    return requests, trace
-
-
-async def test_a_forty_hour_window_is_one_server_side_request_and_equals_the_samples(loaded: Settings):
-    requests, trace = watched()
     async with Thanos(loaded.thanos, RetryPolicy(attempts=3, max_wait_s=1.0), trace_configs=[trace]) as thanos:
         result = await thanos.summarize(selector(CLUSTER_LONG), utc(T0), utc(T0 + LONG))
     want_avg, want_max, want_count = expected(CLUSTER_LONG, "a", T0, T0 + LONG)
     assert want_count == LONG // STEP + 1 > MAX_POINTS
-    assert len(requests) == 1 and result.method == "server"
-    [series] = result.series
-    assert (series.samples, series.max) == (want_count, want_max)
-    assert series.avg == pytest.approx(want_avg, rel=1e-12)
-
-
-async def test_a_query_the_server_cannot_shift_is_chunked_client_side_and_equals_the_samples(loaded: Settings):
-    # A query that reads the evaluation time stays off the server-side path; "+ 0 * time()" changes no value.
-    requests, trace = watched()
-    async with Thanos(loaded.thanos, RetryPolicy(attempts=3, max_wait_s=1.0), trace_configs=[trace]) as thanos:
-        result = await thanos.summarize(f"{selector(CLUSTER_LONG)} + 0 * time()", utc(T0), utc(T0 + LONG))
-    want_avg, want_max, want_count = expected(CLUSTER_LONG, "a", T0, T0 + LONG)
-    assert len(requests) == 2 and result.method == "client"  # 11,000 + 3,401 points
+    assert len(requests) == 2  # 11,000 + 3,401 points
     [series] = result.series
     assert (series.samples, series.max) == (want_count, want_max)
     assert series.avg == pytest.approx(want_avg, rel=1e-12)
 
 
 @pytest.mark.parametrize("shift", [0.001, 3.123, 9.999])
-async def test_a_window_off_the_epoch_grid_is_evaluated_on_the_runs_own_grid_both_ways(thanos: Thanos, shift: float):
+async def test_a_window_off_the_epoch_grid_is_evaluated_on_the_runs_own_grid(thanos: Thanos, shift: float):
     # Points at start + k * 10 s read the samples at T0 + k * 10 s, up to T0 + HOUR (the decoy
-    # 10 s later is past the last point). A grid of epoch multiples would start at T0 + 10 s and
-    # miss the first sample.
+    # 10 s later is past the last point); a grid of epoch multiples would miss the first sample.
     start, end = T0 + shift, T0 + shift + HOUR + 0.5
-    for query in (selector(CLUSTER_A), f"{selector(CLUSTER_A)} + 0 * time()"):
-        result = await thanos.summarize(query, utc(start), utc(end))
-        assert result.method == ("client" if "time()" in query else "server")
-        for pod in (*PODS, "mixed"):
-            values = on_grid(DATA[CLUSTER_A, pod], start, end)
-            assert values == inside(DATA[CLUSTER_A, pod], T0, T0 + HOUR)
-            avg, peak, count = summary_of(result, pod)
-            assert (count, peak) == (len(values), max(values)) and avg == pytest.approx(sum(values) / len(values), rel=1e-12)
+    result = await thanos.summarize(selector(CLUSTER_A), utc(start), utc(end))
+    for pod in (*PODS, "mixed"):
+        values = on_grid(DATA[CLUSTER_A, pod], start, end)
+        assert values == inside(DATA[CLUSTER_A, pod], T0, T0 + HOUR)
+        avg, peak, count = summary_of(result, pod)
+        assert (count, peak) == (len(values), max(values)) and avg == pytest.approx(sum(values) / len(values), rel=1e-12)
 
 
-async def test_many_windows_of_one_query_are_one_request_and_equal_each_alone(loaded: Settings):
-    windows = [(T0, T0 + HOUR), (T0 + 3.123, T0 + 1800), (T0 + 600.5, T0 + 601), (T0 + 7, T0 + LONG - 3)]
-    requests, trace = watched()
-    async with Thanos(loaded.thanos, RetryPolicy(attempts=3, max_wait_s=1.0), trace_configs=[trace]) as thanos:
-        together = await thanos.summarize_windows(selector(CLUSTER_LONG), [(utc(s), utc(e)) for s, e in windows])
-        assert len(requests) == 1
-        alone = [await thanos.summarize(f"{selector(CLUSTER_LONG)} + 0 * time()", utc(s), utc(e)) for s, e in windows]
-    for (start, end), one, other in zip(windows, together, alone):
-        values = on_grid(DATA[CLUSTER_LONG, "a"], start, end)
-        [series], [control] = one.series, other.series
-        assert one.method == "server" and other.method == "client"
-        assert (series.samples, series.max) == (control.samples, control.max) == (len(values), max(values))
-        assert series.avg == pytest.approx(control.avg, rel=1e-12) and series.avg == pytest.approx(sum(values) / len(values), rel=1e-12)
+async def test_answers_are_asked_for_uncompressed(thanos: Thanos, loaded: Settings):
+    seen = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_end(session, context, params):
+        seen.append((params.headers.get("Accept-Encoding"), params.response.headers.get("Content-Encoding")))
+
+    trace.on_request_end.append(on_end)
+    async with Thanos(loaded.thanos, RetryPolicy(), trace_configs=[trace]) as client:
+        await client.summarize(selector(CLUSTER_A), utc(T0), utc(T0 + HOUR))
+    assert seen == [("identity", None)]
 
 
 async def test_a_window_past_the_point_budget_is_evaluated_at_a_coarser_step_in_one_request(loaded: Settings):
     # The same 40 h window with a budget of 1,000 points per series: one request, a step that is
     # a multiple of THANOS_STEP, and the numbers of exactly the grid points evaluated.
-    requests, trace = watched()
+    requests: list[dict] = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_start(session, context, params):
+        requests.append(params)
+
+    trace.on_request_start.append(on_start)
     budget = dataclasses.replace(loaded.thanos, max_points=1000)
     async with Thanos(budget, RetryPolicy(attempts=3, max_wait_s=1.0), trace_configs=[trace]) as thanos:
         result = await thanos.summarize(selector(CLUSTER_LONG), utc(T0), utc(T0 + LONG))

@@ -1,5 +1,8 @@
 """PromQL text for summarising a window on the server: a query shifted in time, and its summary.
 
+Measured against the product's client-side path by benchmarks/thanos_window.py; the product does
+not use it (consumer/thanos.py says why: three evaluations of the query instead of one).
+
 A run's window is evaluated on its own grid, ``start + k * step``. A subquery ``(Q)[d:step]`` samples
 multiples of ``step`` counted from the epoch instead (README, section 5), so it would read other
 points. :func:`shifted` adds ``offset δ`` to every selector of ``Q``: ``Q`` shifted by δ, evaluated

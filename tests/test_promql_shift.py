@@ -1,7 +1,6 @@
-"""PromQL shifted in time, and the grid of a run's window: pure text and arithmetic.
-
-That the shifted queries give the original's values on a real server is pinned in
-tests/test_thanos.py and tests/test_metrics.py (windows off the epoch grid, oracle-checked).
+"""PromQL shifted in time, and the grid of a run's window (benchmarks/promql_shift.py): pure text and
+arithmetic. That the shifted queries give the client-side path's values on a real server is
+checked by benchmarks/thanos_window.py and the benchmark's smoke run (tests/test_benchmarks.py).
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from consumer.profiles import load_profiles
-from consumer.promql import Unsupported, grid, shifted, window_sum_max_count
+from benchmarks.promql_shift import Unsupported, grid, shifted, window_sum_max_count
 
 
 @pytest.mark.parametrize(
