@@ -11,7 +11,8 @@ Scenarios, each measured in this one run, methods alternating, median of ``--rep
 
 - rebuild: ``report-consumer backfill`` of N runs over 4 clusters (windows of 15 minutes to 36 h)
   against ``benchmarks/original_job.py`` (the retired job's method, one run after another) on a
-  representative sample of the same runs; on loopback, and through ``benchmarks/delay_proxy.py``
+  sample of the same runs (its rate for all of them estimated per stratum, long runs and the
+  others, from its time for each sampled run); on loopback, and through ``benchmarks/delay_proxy.py``
   (Elasticsearch and Prometheus behind a ``--delay-ms`` one-way delay). Runs/s, the ratio, CPU time
   and peak RSS of each process (from ``wait4``); and how far apart the two methods' numbers are.
 - live: ``report-consumer run`` while finished runs are published at a steady rate for
@@ -36,7 +37,6 @@ import sys
 import tempfile
 import time
 import uuid as uuids
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,7 +48,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 
 import cluster_data  # noqa: E402
 from consumer.elastic import connect  # noqa: E402
-from consumer.settings import ElasticsearchSettings, Settings  # noqa: E402
+from consumer.settings import Settings  # noqa: E402
+from consumer.sink import REPORT_MAPPING, REPORT_SETTINGS  # noqa: E402
 from consumer.topics import TopicSpec, delete_topics, ensure_topics  # noqa: E402
 from producer_hooks.events import encode_event, make_event  # noqa: E402
 from servers import PrivatePrometheus, start_delay_proxy  # noqa: E402
@@ -58,6 +59,9 @@ from tests.support.kubeburner import run_documents  # noqa: E402
 from tests.support.metadata import run_doc, snake_doc  # noqa: E402
 from tests.support.services import service_env  # noqa: E402
 
+# The shared Elasticsearch is a single node: replicas would stay unassigned and only count
+# against its shard limit.
+ONE_SHARD = {"number_of_shards": 1, "number_of_replicas": 0}
 CACHE = Path(os.environ.get("PERF_REPORTS_CACHE", Path.home() / ".cache" / "perf-reports"))
 
 
@@ -73,7 +77,7 @@ class Plan:
     started: int
 
 
-FULL = Plan(cluster_data.FULL, baseline_runs=150, repeats=3, delay_ms=25, live_seconds=60, live_rates=(20, 50),
+FULL = Plan(cluster_data.FULL, baseline_runs=100, repeats=1, delay_ms=25, live_seconds=60, live_rates=(20, 50),
             proxy_live_rate=10, started=100_000)
 SMOKE = Plan(cluster_data.SMOKE, baseline_runs=6, repeats=1, delay_ms=25, live_seconds=4, live_rates=(5,),
              proxy_live_rate=5, started=2_000)
@@ -87,6 +91,7 @@ class Proc:
     cpu_s: float
     max_rss_mb: float
     output: str
+    server_cpu_s: float = 0.0  # the private Prometheus's, meanwhile
 
 
 def run_process(args: list[str], env: dict[str, str]) -> Proc:
@@ -152,12 +157,27 @@ def metadata_doc(run: cluster_data.Run) -> dict:
 
 
 def sample(runs: list[cluster_data.Run], count: int, long_ms: float) -> list[cluster_data.Run]:
-    """``count`` runs with the same share of long runs as ``runs``."""
+    """``count`` of the runs, chosen at random among the long runs and among the others in
+    proportion (at least one long run), for :func:`estimate_all`."""
     rng = random.Random(3)
-    long = [r for r in runs if r.end_ms - r.start_ms >= long_ms]
-    short = [r for r in runs if r.end_ms - r.start_ms < long_ms]
-    take_long = round(count * len(long) / len(runs))
-    return rng.sample(long, min(take_long, len(long))) + rng.sample(short, min(count - take_long, len(short)))
+    long, short = strata(runs, long_ms)
+    take_long = min(len(long), max(1, round(count * len(long) / len(runs)))) if long else 0
+    return rng.sample(long, take_long) + rng.sample(short, min(count - take_long, len(short)))
+
+
+def strata(runs: list[cluster_data.Run], long_ms: float) -> tuple[list[cluster_data.Run], list[cluster_data.Run]]:
+    return ([r for r in runs if r.end_ms - r.start_ms >= long_ms], [r for r in runs if r.end_ms - r.start_ms < long_ms])
+
+
+def estimate_all(runs: list[cluster_data.Run], per_run: dict[str, float], long_ms: float) -> float:
+    """The original method's seconds for all ``runs``, from its seconds on a sample of them: the
+    mean of the sampled long runs times the number of long runs, plus the same for the others."""
+    total = 0.0
+    for stratum in strata(runs, long_ms):
+        times = [per_run[r.uuid] for r in stratum if r.uuid in per_run]
+        if stratum:
+            total += statistics.mean(times) * len(stratum)
+    return total
 
 
 class Bench:
@@ -195,6 +215,8 @@ class Bench:
         self.results_index = f"bench-results-{self.tag}"
         self.metadata_index = f"bench-metadata-{self.tag}"
         async with connect(self.base.es) as es:
+            for index in (self.results_index, self.metadata_index):
+                await es.indices.create(index=index, settings=ONE_SHARD)
             docs = [d for run in self.runs + self.live_runs
                     for d in run_documents(run.uuid, datetime.fromtimestamp(run.start_ms / 1000, timezone.utc),
                                            {run.benchmark: 30}, cluster=run.cluster)]
@@ -227,6 +249,21 @@ class Bench:
 
     # -- rebuild
 
+    def server_cpu(self) -> float:
+        """CPU seconds the private Prometheus has used so far."""
+        return proc_stat(self.prometheus.process.pid)[0]
+
+    async def report_index(self, name: str, mapped: bool) -> str:
+        """A fresh report index: the product's mapping (``mapped``), or a guessed one as the original
+        job had; without replicas."""
+        async with connect(self.base.es) as es:
+            await es.options(ignore_status=404).indices.delete(index=name)
+            if mapped:
+                await es.indices.create(index=name, mappings=REPORT_MAPPING, settings={**REPORT_SETTINGS, **ONE_SHARD})
+            else:
+                await es.indices.create(index=name, settings=ONE_SHARD)
+        return name
+
     def product(self, settings: Settings) -> Proc:
         env = {**settings_env(settings), "PYTHONPATH": str(REPO)}
         for key in ("RETRY_ATTEMPTS", "RETRY_MAX_WAIT", "COMMIT_INTERVAL", "DRAIN_TIMEOUT", "MAX_IN_FLIGHT",
@@ -251,32 +288,44 @@ class Bench:
             mine: list[Proc] = []
             theirs: list[Proc] = []
             for repeat in range(self.plan.repeats):
-                order: list[Callable[[], None]] = []
 
-                def product_run(repeat: int = repeat) -> None:
-                    settings = self.settings(proxied, report_index=f"bench-reports-{self.tag}-p{int(proxied)}{repeat}")
+                async def product_run(repeat: int = repeat) -> None:
+                    index = await self.report_index(f"bench-reports-{self.tag}-p{int(proxied)}{repeat}", True)
+                    settings = self.settings(proxied, report_index=index)
+                    before = self.server_cpu()
                     mine.append(self.product(settings))
+                    mine[-1].server_cpu_s = self.server_cpu() - before
                     print(f"  {where}, product: {n} runs in {mine[-1].seconds:.1f} s, CPU {mine[-1].cpu_s:.1f} s", flush=True)
 
-                def baseline_run(repeat: int = repeat) -> None:
-                    settings = self.settings(proxied, report_index=f"bench-reports-{self.tag}-b{int(proxied)}{repeat}")
+                async def baseline_run(repeat: int = repeat) -> None:
+                    index = await self.report_index(f"bench-reports-{self.tag}-b{int(proxied)}{repeat}", False)
+                    settings = self.settings(proxied, report_index=index)
+                    before = self.server_cpu()
                     theirs.append(self.baseline(settings, subset))
+                    theirs[-1].server_cpu_s = self.server_cpu() - before
                     print(f"  {where}, original method: {len(subset)} runs in {theirs[-1].seconds:.1f} s, "
                           f"CPU {theirs[-1].cpu_s:.1f} s", flush=True)
 
                 order = [product_run, baseline_run] if repeat % 2 == 0 else [baseline_run, product_run]
                 for step in order:
-                    step()
+                    await step()
                 if not proxied and repeat == 0:
                     await self.fidelity(f"bench-reports-{self.tag}-p00", f"bench-reports-{self.tag}-b00", subset)
+            # The original method's totals for all n runs, estimated from its sample (see estimate_all).
+            scale = [estimate_all(self.runs, json.loads(p.output)["per_run"], long_ms) / p.seconds for p in theirs]
             rates = [n / p.seconds for p in mine]
-            base_rates = [len(subset) / p.seconds for p in theirs]
+            base_rates = [n / (p.seconds * k) for p, k in zip(theirs, scale)]
             ratios = [a / b for a, b in zip(rates, base_rates)]
             self.rows.append((f"rebuild {n} runs over {self.plan.size.clusters} clusters, {where}: runs/s",
-                              spread(rates), spread(base_rates) + f" ({len(subset)} of the runs)", spread(ratios, "{:.1f}x")))
+                              spread(rates), spread(base_rates) + f" (from {len(subset)} of the runs)",
+                              spread(ratios, "{:.1f}x")))
             self.rows.append((f"  CPU per run, ms ({where})", spread([1000 * p.cpu_s / n for p in mine], "{:.0f}"),
-                              spread([1000 * p.cpu_s / len(subset) for p in theirs], "{:.0f}"),
-                              spread([(p.cpu_s / n) / (q.cpu_s / len(subset)) for p, q in zip(mine, theirs)], "{:.2f}x")))
+                              spread([1000 * p.cpu_s * k / n for p, k in zip(theirs, scale)], "{:.0f}"),
+                              spread([p.cpu_s / (q.cpu_s * k) for p, q, k in zip(mine, theirs, scale)], "{:.2f}x")))
+            self.rows.append((f"  Prometheus CPU per run, ms ({where})",
+                              spread([1000 * p.server_cpu_s / n for p in mine], "{:.0f}"),
+                              spread([1000 * p.server_cpu_s * k / n for p, k in zip(theirs, scale)], "{:.0f}"),
+                              spread([p.server_cpu_s / (q.server_cpu_s * k) for p, q, k in zip(mine, theirs, scale)], "{:.2f}x")))
             self.rows.append((f"  peak RSS, MB ({where})", spread([p.max_rss_mb for p in mine], "{:.0f}"),
                               spread([p.max_rss_mb for p in theirs], "{:.0f}"), ""))
 
@@ -314,7 +363,8 @@ class Bench:
     async def live(self, rate: float, proxied: bool, runs: list[cluster_data.Run]) -> None:
         where = "through the proxy" if proxied else "loopback"
         suffix = f"{'p' if proxied else 'l'}{rate:g}"
-        settings = self.settings(proxied, report_index=f"bench-reports-{self.tag}-live{suffix}",
+        index = await self.report_index(f"bench-reports-{self.tag}-live{suffix}", True)
+        settings = self.settings(proxied, report_index=index,
                                  group=f"bench-{self.tag}-{suffix}", commit_interval_s=1.0,
                                  kafka=dataclasses.replace(self.base.kafka, topic=f"bench-runs-{self.tag}-{suffix}"),
                                  dead_letter_topic=f"bench-runs-{self.tag}-{suffix}.dead-letter")
@@ -346,7 +396,7 @@ class Bench:
                         await producer.send(settings.kafka.topic, value=event.value, key=event.key, headers=event.headers)
                     publishing = time.perf_counter() - started
                     backlog = len(published) - len(stored)
-                    deadline = time.perf_counter() + 120
+                    deadline = time.perf_counter() + 60
                     while len(searchable) < len(published) and time.perf_counter() < deadline:
                         await asyncio.sleep(0.1)
                 finally:
@@ -403,8 +453,9 @@ class Bench:
     # -- started events, and memory over them
 
     async def started_events(self) -> None:
+        index = await self.report_index(f"bench-reports-{self.tag}-started", True)
         settings = dataclasses.replace(
-            self.settings(False, report_index=f"bench-reports-{self.tag}-started"), group=f"bench-{self.tag}-started",
+            self.settings(False, report_index=index), group=f"bench-{self.tag}-started",
             commit_interval_s=0.5, kafka=dataclasses.replace(self.base.kafka, topic=f"bench-runs-{self.tag}-started"),
             dead_letter_topic=f"bench-runs-{self.tag}-started.dead-letter")
         topics = {settings.kafka.topic: TopicSpec(3), settings.dead_letter_topic: TopicSpec(1)}

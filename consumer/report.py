@@ -31,6 +31,7 @@ def build_report(
     reasons: Sequence[str],
     built_at: datetime,
     origin: Mapping[str, Any] | None = None,
+    built_in_ms: int | None = None,
 ) -> dict[str, Any]:
     """The report of one run. ``reasons`` say what is missing; none means the report is complete."""
     run = event.run
@@ -61,6 +62,8 @@ def build_report(
     }
     if origin is not None:
         report["report"]["origin"] = dict(origin)
+    if built_in_ms is not None:
+        report["report"]["built_in_ms"] = built_in_ms  # how long the build took; like built_at, not content
     report["report"]["fingerprint"] = fingerprint(report)
     return report
 
@@ -72,9 +75,12 @@ def with_origin(report: Mapping[str, Any], origin: Mapping[str, Any]) -> dict[st
     return changed
 
 
+_NOT_CONTENT = ("built_at", "built_in_ms", "fingerprint")
+
+
 def fingerprint(report: Mapping[str, Any]) -> str:
-    """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting."""
-    block = {key: value for key, value in report["report"].items() if key not in ("built_at", "fingerprint")}
+    """A hash of everything but the build's time and duration: equal fingerprints mean nothing worth rewriting."""
+    block = {key: value for key, value in report["report"].items() if key not in _NOT_CONTENT}
     return _hash({**report, "report": block})
 
 

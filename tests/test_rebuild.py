@@ -31,7 +31,7 @@ def metadata(uuid: str, cluster: str, benchmark: str, start: datetime, status: s
 
 
 def without_build_time(report: dict) -> dict:
-    block = {k: v for k, v in report["report"].items() if k != "built_at"}
+    block = {k: v for k, v in report["report"].items() if k not in ("built_at", "built_in_ms")}
     return {**{k: v for k, v in report.items() if k not in ("report", "_version")}, "report": block}
 
 
