@@ -52,6 +52,7 @@ from producer_hooks.settings import ssl_context
 
 # Prometheus and Thanos refuse a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
+_PLAIN = {"Accept-Encoding": "identity"}
 
 
 class ThanosError(Exception):
@@ -221,8 +222,7 @@ class Thanos:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Thanos:
-        # Uncompressed answers: gzip doubled Prometheus's time for wide answers (see the top).
-        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        headers = {"Accept": "application/json"}
         if self._settings.token is not None:
             headers["Authorization"] = f"Bearer {self._settings.token.reveal()}"
         connector = aiohttp.TCPConnector(
@@ -255,6 +255,7 @@ class Thanos:
         step_ms = budget_step(to_ms(start), to_ms(end), round(self._settings.step_s * 1000), self._settings.max_points)
         totals = _Accumulator()
         warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
+
         def fold(data: dict[str, Any]) -> None:
             if data.get("resultType") != "matrix":
                 raise ThanosError(f"{self._base}: query_range answered {data.get('resultType')!r}, not a matrix")
@@ -307,8 +308,9 @@ class Thanos:
                     use: Callable[[dict[str, Any]], Any]) -> tuple[Any, list[str]]:
         if self._session is None:
             raise RuntimeError("Thanos is used outside 'async with'")
-        # POST: profile queries can be long, and a form body has no URL length limit.
-        async with self._session.post(f"{self._base}/api/v1/{endpoint}", data=form) as response:
+        # POST: profile queries can be long, and a form body has no URL length limit. Uncompressed
+        # answers: gzip doubled Prometheus's time for wide answers (see the top).
+        async with self._session.post(f"{self._base}/api/v1/{endpoint}", data=form, headers=_PLAIN) as response:
             body = await response.read()
             status = response.status
         if status == 429 or status >= 500:
