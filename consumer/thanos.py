@@ -52,6 +52,11 @@ from producer_hooks.settings import ssl_context
 
 # Prometheus and Thanos refuse a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
+# What one parsed answer may hold, series x points (about 160 bytes a point once parsed): a 36 h
+# window of a 36-series query in 11,000-point chunks took a rebuild's peak RSS to 195 MB
+# (benchmarks/perf.py, 1,000 runs); the first chunk is short, until the query's width is known.
+ANSWER_POINTS = 200_000
+FIRST_CHUNK_POINTS = 1_000
 _PLAIN = {"Accept-Encoding": "identity"}
 
 
@@ -248,21 +253,24 @@ class Thanos:
 
         Evaluated at ``start + k * step`` (``step`` from settings, coarser when the window would
         take more than ``max_points`` points: see :func:`budget_step`) by ``query_range``, in chunks
-        of at most 11,000 points folded into running totals, so any window length works in
-        bounded memory. Raises :class:`QueryError` for a query the server refuses and
+        of at most 11,000 points (fewer for wide queries: ``ANSWER_POINTS``) folded into running
+        totals, so any window length works in bounded memory. Raises :class:`QueryError` for a query the server refuses and
         :class:`ThanosUnavailable` once retries are exhausted.
         """
         step_ms = budget_step(to_ms(start), to_ms(end), round(self._settings.step_s * 1000), self._settings.max_points)
         totals = _Accumulator()
         warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
 
-        def fold(data: dict[str, Any]) -> None:
+        def fold(data: dict[str, Any]) -> int:
             if data.get("resultType") != "matrix":
                 raise ThanosError(f"{self._base}: query_range answered {data.get('resultType')!r}, not a matrix")
             totals.add_matrix(data["result"])
+            return len(data["result"])
 
-        for chunk_start, chunk_end in chunk_windows(to_ms(start), to_ms(end), step_ms):
-            _, chunk_warnings = await self._call(
+        chunk_start, points = to_ms(start), FIRST_CHUNK_POINTS
+        while chunk_start <= to_ms(end):
+            [(chunk_start, chunk_end), *_] = chunk_windows(chunk_start, to_ms(end), step_ms, points)
+            width, chunk_warnings = await self._call(
                 "query_range",
                 {
                     "query": query,
@@ -274,6 +282,9 @@ class Thanos:
                 fold,  # the chunk's points go into the totals as it is parsed, and are dropped
             )
             warnings.update(dict.fromkeys(chunk_warnings))
+            # As many points as keep the next answer within the budget, now that its width is known.
+            points = max(1, min(MAX_POINTS, ANSWER_POINTS // max(1, width)))
+            chunk_start = chunk_end + step_ms
         return QueryResult(totals.summaries(), list(warnings), step_ms / 1000)
 
     async def instant(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
