@@ -7,13 +7,13 @@ folder in a temporary directory, loads counters for 100 series over 40 h at 10 s
 window length and series count times, in the same process, alternating:
 
 - client: ``Thanos.summarize(Q, start, end)``: ``query_range`` in chunks of <= 11,000 points,
-  avg/max/count folded client-side;
-- server: ``avg_over_time((Q)[w:10s])``, ``max_over_time(...)``, ``count_over_time(...)`` as three
-  concurrent instant queries at ``end``.
+  avg/max/count folded client-side (the product's path);
+- server: ``sum_over_time``, ``max_over_time`` and ``count_over_time`` of ``(Q')[w:10s]`` in one
+  instant query, ``Q'`` shifted onto the window's own grid (benchmarks/promql_shift.py).
 
 with ``Q = irate(bench_cpu_seconds_total{...}[2m])``. It prints the median of each, the ratio
 server/client, and whether the per-series values agree, for a window starting on a multiple of the
-step and for one starting 3 s later (subqueries sample epoch-aligned points, README section 5).
+step and for one starting 3 s later.
 """
 
 from __future__ import annotations
@@ -24,34 +24,29 @@ import math
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import promql_shift  # noqa: E402
+from servers import PrivatePrometheus  # noqa: E402
 
 from consumer.profiles import render  # noqa: E402
 from consumer.retry import RetryPolicy  # noqa: E402
 from consumer.settings import ThanosSettings  # noqa: E402
-from consumer.thanos import Thanos  # noqa: E402
+from consumer.thanos import Thanos, to_ms  # noqa: E402
 
 STEP = 10
 LABEL = "openshift_cluster_name"
 CLUSTER = "bench"
 MAX_SERIES = 100
 MAX_HOURS = 40
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_openmetrics(path: Path, start: int, end: int) -> None:
@@ -69,44 +64,6 @@ def write_openmetrics(path: Path, start: int, end: int) -> None:
         out.write("# EOF\n")
 
 
-class PrivatePrometheus:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def load_and_start(self, openmetrics: Path) -> None:
-        data = self.folder / "data"
-        data.mkdir()
-        subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)],
-                       check=True, capture_output=True)
-        config = self.folder / "prometheus.yml"
-        config.write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
-        self.process = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=3650d"],
-            stdout=subprocess.DEVNULL, stderr=(self.folder / "prometheus.log").open("w"),
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"private Prometheus did not start; see {self.folder / 'prometheus.log'}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
 Summary = dict[str, tuple[float, float, int]]  # pod -> (avg, max, count)
 
 
@@ -116,13 +73,14 @@ async def client_side(thanos: Thanos, query: str, start: datetime, end: datetime
 
 
 async def server_side(thanos: Thanos, query: str, start: datetime, end: datetime) -> Summary:
-    window = f"{round((end - start).total_seconds())}s"
-    avg, peak, count = await asyncio.gather(*(
-        thanos.instant(f"{fn}_over_time(({query})[{window}:{STEP}s])", end) for fn in ("avg", "max", "count")
-    ))
-    peaks = {labels["pod"]: value for labels, value in peak}
-    counts = {labels["pod"]: int(value) for labels, value in count}
-    return {labels["pod"]: (value, peaks[labels["pod"]], counts[labels["pod"]]) for labels, value in avg}
+    """sum/max/count_over_time of the query shifted onto the window's own grid, in one request."""
+    grid = promql_shift.grid(to_ms(start), to_ms(end), STEP * 1000)
+    expression = promql_shift.window_sum_max_count(query, [grid], at=False)
+    rows = await thanos.instant(expression, datetime.fromtimestamp(grid.eval_ms / 1000, tz=timezone.utc))
+    stats: dict[str, dict[str, float]] = {}
+    for labels, value in rows:
+        stats.setdefault(labels["pod"], {})[labels[promql_shift.STAT_LABEL][0]] = value
+    return {pod: (s["s"] / s["c"], s["m"], int(s["c"])) for pod, s in stats.items()}
 
 
 def avg_gap(a: Summary, b: Summary) -> float:

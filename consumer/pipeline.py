@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class Pipeline:
     async def build(self, event: Event, origin: Origin | None = None) -> dict:
         """The report of a finished run. Raises when a server stays unreachable through retries."""
         run, settings = event.run, self.settings
+        started = time.perf_counter()
         assert run.start is not None and run.end is not None, "finished events carry their window"
         wait = results_wait(run, settings.results_deadline_s, datetime.now(timezone.utc), origin)
         results = await gather_results(self.es, settings.results_index, run, wait, settings.retry)
@@ -124,6 +126,7 @@ class Pipeline:
             reasons=reasons,
             built_at=datetime.now(timezone.utc),
             origin=origin.to_dict() if origin is not None else None,
+            built_in_ms=round((time.perf_counter() - started) * 1000),
         )
         return with_verdict(report, await verdict_for(self.es, settings.report_index, settings.acks_index, self.rules,
                                                       report, settings.retry))

@@ -3,6 +3,25 @@
 Both commands gather the finished runs of a span, then hand them here: each goes through the same
 :class:`~consumer.pipeline.Pipeline` as the live consumer, under the same concurrency limit, with
 progress shown as it goes and a summary at the end.
+
+Where a rebuild's time goes, and what was not done about it (benchmarks/perf.py's data, control-
+plane profile, one run of 15-60 minutes at a time on loopback / through a 50 ms round trip):
+
+    results search  4-13 ms / 57-92 ms    19 query_range  250-680 ms / 360-940 ms    write (get + index)  10-25 ms / 115-176 ms
+
+Prometheus evaluating the queries is the cost (about 0.24 s of its CPU per run-hour of window for
+the 19 queries; 7 s for a 36 h run), and it cannot be shared between runs exactly: each run is
+evaluated on its own grid, ``start + k * step``, and runs start at any millisecond, so two runs'
+grids have no point in common. One ``query_range`` over the span of many runs of a cluster, sliced
+per run, would evaluate other points than each run's (exact only for runs whose starts are a whole
+number of steps apart, which real runs never are); and since a cluster's runs follow one another
+rather than overlap, it would not evaluate fewer points either: it would only save requests,
+which cost little next to the evaluation. Summarising several runs' windows in one request on the
+server (``@`` per window) is exact, but triple the evaluation (see consumer/thanos.py).
+Batching the writes (``_bulk``) would save 10-25 ms of Elasticsearch work per run on loopback,
+under 5 % of a run; through a slow link the write's round trips overlap with the other runs in
+flight. So a rebuild is the live pipeline, run ``MAX_IN_FLIGHT`` at a time; its speed-up over the
+original job's method comes from overlapping round trips and using every core, not from asking less.
 """
 
 from __future__ import annotations

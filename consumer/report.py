@@ -85,6 +85,7 @@ def build_report(
     built_at: datetime,
     origin: Mapping[str, Any] | None = None,
     status: str | None = None,
+    built_in_ms: int | None = None,
 ) -> dict[str, Any]:
     """The report of one run. ``results`` holds the run's ``jobs``; ``metrics`` is the list of
     series entries. ``reasons`` say what is missing; none means the report is complete (unless
@@ -139,6 +140,8 @@ def build_report(
     }
     if origin is not None:
         report["report"]["origin"] = dict(origin)
+    if built_in_ms is not None:
+        report["report"]["built_in_ms"] = built_in_ms  # how long the build took; like built_at, not content
     report["report"]["fingerprint"] = fingerprint(report)
     return report
 
@@ -148,6 +151,9 @@ def with_origin(report: Mapping[str, Any], origin: Mapping[str, Any]) -> dict[st
     changed = {**report, "report": {**report["report"], "origin": dict(origin)}}
     changed["report"]["fingerprint"] = fingerprint(changed)
     return changed
+
+
+_NOT_CONTENT = ("built_at", "built_in_ms", "fingerprint")
 
 
 def with_verdict(report: Mapping[str, Any], verdict: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,14 +167,14 @@ def with_verdict(report: Mapping[str, Any], verdict: Mapping[str, Any]) -> dict[
 
 
 def fingerprint(report: Mapping[str, Any]) -> str:
-    """A hash of everything but the build time: equal fingerprints mean nothing worth rewriting.
+    """A hash of everything but the build's time and duration: equal fingerprints mean nothing worth rewriting.
 
     Of the verdict, only its conclusion counts (its own fingerprint: status, and which numbers moved
     since which run): the details (medians, p-values, the runs compared with) shift a little as
     the history fills in, e.g. while a replay rebuilds many runs at once, and are not worth
     rewriting a report for; a changed conclusion is.
     """
-    block = {key: value for key, value in report["report"].items() if key not in ("built_at", "fingerprint")}
+    block = {key: value for key, value in report["report"].items() if key not in _NOT_CONTENT}
     content = {**report, "report": block}
     if isinstance(report.get("verdict"), Mapping):
         content["verdict"] = report["verdict"].get("fingerprint")

@@ -1,40 +1,45 @@
 """Thanos Query (Prometheus HTTP API) client: one query's average and maximum per series over a window.
 
-How a window is summarised, and why client-side. Measured by benchmarks/thanos_window.py (local
-Prometheus 2.42, irate() of 100 counters loaded over 40 h, 10 s step, same process, alternating, median of 5):
+How a window is summarised: ``query_range`` from the run's start at the step, in chunks of <= 11,000
+points, averaged and maximised here. It evaluates exactly the run's own grid (start + k * step) once.
 
-    window  series  client-side s  server-side s  server/client  aligned start  start + 3 s
-    1 h     10      0.012          0.007          0.62           equal          avg within 0.3 %
-    1 h     100     0.096          0.017          0.18           equal          avg within 0.3 %
-    6 h     10      0.069          0.015          0.22           equal          avg within 0.05 %
-    6 h     100     0.704          0.065          0.09           equal          avg within 0.05 %
-    40 h    10      0.421          0.043          0.10           equal          avg within 0.05 %
-    40 h    100     4.712          0.440          0.09           equal          avg within 0.05 %
+Measured on this project's data (benchmarks/perf.py's clusters: the control-plane profile's 19
+queries over ~440 series a cluster, local Prometheus 2.42, median of 3; seconds of server time for
+one run's window, all 19 queries)::
 
-client-side: ``query_range`` from the run's start in chunks of <= 11,000 points, folded here;
-server-side: ``avg_over_time``/``max_over_time``/``count_over_time((Q)[w:10s])``, three concurrent
-instant queries at the run's end. Server-side is 1.6-11x faster: client-side time is Prometheus
-encoding and us decoding JSON (37 MB for 100 series x 11,000 points; the folding itself is 0.25 s).
+    window  query_range  its JSON decoded + folded here  summarised on the server (3 subqueries, 1 request)
+    1 h     0.24         0.08                              0.81
+    36 h    6.99         1.90                              26.8
 
-We use client-side all the same:
-- it evaluates exactly the run's own grid (start + k * step), the points the retired job reported;
-  subqueries sample epoch multiples of the step, so for real runs, which start at any millisecond,
-  server-side gives other points (other count, other max; avg within 0.3 % here);
-- non-finite points are skipped one by one; ``avg_over_time`` over a NaN point is NaN;
-- each chunk is one bounded request, retried alone (and split and cached by a Thanos
-  query-frontend), where a 40 h subquery is one instant query a single querier evaluates whole;
-- the price is affordable: the worst case measured is under 5 s per query, 4 queries at a time,
-  once per run of hours.
-Revisit if profiles grow to thousands of series per query: server-side, with ``(Q) > -Inf < +Inf``
-to drop non-finite points, then wins by an order of magnitude.
+Summarising on the server (``sum_over_time``, ``max_over_time`` and ``count_over_time`` of
+``(Q')[w:step]``, with ``Q'`` shifted by an offset onto the run's grid: benchmarks/promql_shift.py,
+exact to 1e-12 against this path) costs Prometheus 3.4-3.8x the evaluation of ``query_range``:
+each ``*_over_time`` evaluates its subquery again, and evaluation, not JSON, is what these
+aggregated queries cost. Even benchmarks/thanos_window.py's raw irate() of 100 series, the case
+most in favour of the server (wide answers, cheap evaluation), is 2.3-3.5x slower that way once
+this path is as cheap as below (1 h: 0.09 s vs 0.24 s; 40 h: 3.4 s vs 10.4 s; median of 3). An
+earlier measurement found the server 1.6-11x faster against this path as it was then (gzipped
+answers, a Python loop per point). Since Prometheus's CPU is what bounds a rebuild, the
+client-side path stays, made cheaper:
+
+- ``Accept-Encoding: identity``: gzip doubled Prometheus's time for the wide answers
+  (APIRequestRate over 30 h: 0.9-1.2 s plain, 2.0-2.4 s gzipped, 14.8 MB vs 1.8 MB). On loopback or
+  a datacenter link the bytes are cheaper than the compression.
+- A chunk's JSON is decoded and folded with the cyclic garbage collector paused: the parsed
+  matrix is hundreds of thousands of small lists, freed by reference counting the moment the chunk
+  is folded; letting the collector walk them cost ~20 % of a rebuild's CPU (py-spy, issue 12).
+- Folding sums each series' points with the built-in ``sum``/``max`` (non-finite points are only
+  looked for when the sum says there are some).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +53,12 @@ from producer_hooks.settings import ssl_context
 
 # Prometheus and Thanos refuse a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000
+# What one parsed answer may hold, series x points (about 160 bytes a point once parsed): a 36 h
+# window of a 36-series query in 11,000-point chunks took a rebuild's peak RSS to 195 MB
+# (benchmarks/perf.py, 1,000 runs); the first chunk is short, until the query's width is known.
+ANSWER_POINTS = 200_000
+FIRST_CHUNK_POINTS = 1_000
+_PLAIN = {"Accept-Encoding": "identity"}
 
 
 class ThanosError(Exception):
@@ -142,17 +153,21 @@ class _Accumulator:
     def add_matrix(self, result: Sequence[dict[str, Any]]) -> None:
         isfinite = math.isfinite
         for series in result:
+            values = [float(raw) for _, raw in series.get("values", ())]
+            chunk_sum = sum(values)
+            if not isfinite(chunk_sum):  # NaN/Inf (e.g. 0/0 in a ratio) would poison avg and max
+                values = [value for value in values if isfinite(value)]
+                chunk_sum = sum(values)
+            if not values:
+                continue
             key = tuple(sorted(series["metric"].items()))
             total = self.totals.get(key)
             if total is None:
-                total = self.totals[key] = [0.0, 0, -math.inf]
-            for _, raw in series.get("values", ()):
-                value = float(raw)
-                if isfinite(value):  # NaN/Inf (e.g. 0/0 in a ratio) would poison avg and max
-                    total[0] += value
-                    total[1] += 1
-                    if value > total[2]:
-                        total[2] = value
+                self.totals[key] = [chunk_sum, len(values), max(values)]
+            else:
+                total[0] += chunk_sum
+                total[1] += len(values)
+                total[2] = max(total[2], max(values))
 
     def summaries(self) -> list[SeriesSummary]:
         """Series with at least one finite point, sorted by labels."""
@@ -161,6 +176,19 @@ class _Accumulator:
             for key, (total, count, peak) in sorted(self.totals.items())
             if count
         ]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a parsed answer is alive: it holds no cycles, and is
+    freed by reference counting as soon as it is folded."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _is_transient(err: BaseException) -> bool:
@@ -239,15 +267,24 @@ class Thanos:
 
         Evaluated at ``start + k * step`` (``step`` from settings, coarser when the window would
         take more than ``max_points`` points: see :func:`budget_step`) by ``query_range``, in chunks
-        of at most 11,000 points folded into running totals, so any window length works in
-        bounded memory. Raises :class:`QueryError` for a query the server refuses and
+        of at most 11,000 points (fewer for wide queries: ``ANSWER_POINTS``) folded into running
+        totals, so any window length works in bounded memory. Raises :class:`QueryError` for a query the server refuses and
         :class:`ThanosUnavailable` once retries are exhausted.
         """
         step_ms = budget_step(to_ms(start), to_ms(end), round(self._settings.step_s * 1000), self._settings.max_points)
         totals = _Accumulator()
         warnings: dict[str, None] = {}  # ordered set: chunks repeat the same warning
-        for chunk_start, chunk_end in chunk_windows(to_ms(start), to_ms(end), step_ms):
-            data, chunk_warnings = await self._call(
+
+        def fold(data: dict[str, Any]) -> int:
+            if data.get("resultType") != "matrix":
+                raise ThanosError(f"{self._base}: query_range answered {data.get('resultType')!r}, not a matrix")
+            totals.add_matrix(data["result"])
+            return len(data["result"])
+
+        chunk_start, points = to_ms(start), FIRST_CHUNK_POINTS
+        while chunk_start <= to_ms(end):
+            [(chunk_start, chunk_end), *_] = chunk_windows(chunk_start, to_ms(end), step_ms, points)
+            width, chunk_warnings = await self._call(
                 "query_range",
                 {
                     "query": query,
@@ -256,12 +293,12 @@ class Thanos:
                     "step": prom_time(step_ms),
                     **self._thanos_params(),
                 },
+                fold,  # the chunk's points go into the totals as it is parsed, and are dropped
             )
-            if data.get("resultType") != "matrix":
-                raise ThanosError(f"{self._base}: query_range answered {data.get('resultType')!r}, not a matrix")
-            totals.add_matrix(data["result"])
             warnings.update(dict.fromkeys(chunk_warnings))
-            del data  # the chunk's points are in the totals now
+            # As many points as keep the next answer within the budget, now that its width is known.
+            points = max(1, min(MAX_POINTS, ANSWER_POINTS // max(1, width)))
+            chunk_start = chunk_end + step_ms
         return QueryResult(totals.summaries(), list(warnings), step_ms / 1000)
 
     async def instant(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
@@ -278,11 +315,13 @@ class Thanos:
         # store is down. Prometheus ignores both. The server-side timeout bounds evaluation.
         return {"dedup": "true", "partial_response": "true", "timeout": f"{self._settings.timeout_s:g}"}
 
-    async def _call(self, endpoint: str, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    async def _call(self, endpoint: str, form: dict[str, str],
+                    use: Callable[[dict[str, Any]], Any] = lambda data: data) -> tuple[Any, list[str]]:
+        """``use(data)`` of the answer's ``data``, and its warnings."""
         try:
             async for attempt in self._retry.retrying(_is_transient, f"Thanos {endpoint}"):
                 with attempt:
-                    return await self._post(endpoint, form)
+                    return await self._post(endpoint, form, use)
         except (_TransientStatus, aiohttp.ClientError, asyncio.TimeoutError) as err:
             if not _is_transient(err):
                 raise ThanosError(f"{self._base}: {type(err).__name__}: {err}") from err
@@ -290,11 +329,13 @@ class Thanos:
             raise ThanosUnavailable(f"{self._base}: {reason} (after {self._retry.attempts} attempts)") from err
         raise AssertionError("unreachable: the retry loop returns or raises")
 
-    async def _post(self, endpoint: str, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    async def _post(self, endpoint: str, form: dict[str, str],
+                    use: Callable[[dict[str, Any]], Any]) -> tuple[Any, list[str]]:
         if self._session is None:
             raise RuntimeError("Thanos is used outside 'async with'")
-        # POST: profile queries can be long, and a form body has no URL length limit.
-        async with self._session.post(f"{self._base}/api/v1/{endpoint}", data=form) as response:
+        # POST: profile queries can be long, and a form body has no URL length limit. Uncompressed
+        # answers: gzip doubled Prometheus's time for wide answers (see the top).
+        async with self._session.post(f"{self._base}/api/v1/{endpoint}", data=form, headers=_PLAIN) as response:
             body = await response.read()
             status = response.status
         if status == 429 or status >= 500:
@@ -306,15 +347,17 @@ class Thanos:
             raise ThanosAuthError(f"{self._base}: {what} (HTTP {status}): {_error_message(body)[:200]}")
         if status != 200:  # 404: wrong URL
             raise ThanosError(f"{self._base}: HTTP {status}: {_error_message(body)}")
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            # e.g. an OAuth proxy's login page: configuration, not a passing failure
-            raise ThanosError(f"{self._base}: answer is not JSON: {_error_message(body)[:100]!r}") from None
-        if doc.get("status") != "success":
-            message = f"{doc.get('errorType')}: {doc.get('error')}"
-            if doc.get("errorType") in ("bad_data", "execution"):
-                raise QueryError(message)
-            raise ThanosError(f"{self._base}: {message}")
-        return doc["data"], [str(w) for w in doc.get("warnings") or ()]
+        with _collector_paused():
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                # e.g. an OAuth proxy's login page: configuration, not a passing failure
+                raise ThanosError(f"{self._base}: answer is not JSON: {_error_message(body)[:100]!r}") from None
+            del body
+            if doc.get("status") != "success":
+                message = f"{doc.get('errorType')}: {doc.get('error')}"
+                if doc.get("errorType") in ("bad_data", "execution"):
+                    raise QueryError(message)
+                raise ThanosError(f"{self._base}: {message}")
+            return use(doc["data"]), [str(w) for w in doc.get("warnings") or ()]
 

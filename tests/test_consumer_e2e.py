@@ -158,6 +158,7 @@ async def test_every_finished_run_gets_exactly_one_report_with_its_results_metri
         assert_metrics(report, scenario.expected(cluster, start, end))
         assert report["metrics"][0]["profile"] == "control-plane"
         assert report["report"]["profiles"][0]["name"] == "control-plane"
+        assert isinstance(report["report"]["built_in_ms"], int) and report["report"]["built_in_ms"] >= 0
         for key, link in report["links"].items():
             query = parse_qs(urlsplit(link).query)
             assert query["from"] == [str(start * 1000)] and query["to"] == [str(end * 1000)], key

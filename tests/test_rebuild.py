@@ -45,7 +45,7 @@ def metadata(uuid: str, cluster: str, benchmark: str, start: datetime, status: s
 def without_build_time(report: dict) -> dict:
     """What a rebuild reproduces: all but the build time and the verdict's details (which runs it
     compared with depends on which reports existed at that moment; its conclusion does not)."""
-    block = {k: v for k, v in report["report"].items() if k != "built_at"}
+    block = {k: v for k, v in report["report"].items() if k not in ("built_at", "built_in_ms")}
     rest = {k: v for k, v in report.items() if k not in ("report", "_version", "verdict")}
     return {**rest, "report": block, "verdict": report["verdict"]["fingerprint"]}
 

@@ -16,10 +16,10 @@ DOC = {
 NO_DATA = {"name": "podCPU", "profile": "control-plane", "query": "sum(x)", "status": "no data"}
 
 
-def report(reasons=(), built_at=datetime(2024, 5, 2, 12, tzinfo=timezone.utc), metrics=None):
+def report(reasons=(), built_at=datetime(2024, 5, 2, 12, tzinfo=timezone.utc), metrics=None, built_in_ms=None):
     return build_report(make_event(DOC), results={"jobs": [{"name": "job", "phase": "job", "elapsed_s": 3.0}]},
                         metrics=metrics or [NO_DATA], links={"cluster": "https://g/d/x"},
-                        profiles=[("control-plane", 2)], reasons=reasons, built_at=built_at)
+                        profiles=[("control-plane", 2)], reasons=reasons, built_at=built_at, built_in_ms=built_in_ms)
 
 
 def test_report_carries_cluster_fields_metadata_and_sections():
@@ -95,6 +95,13 @@ def test_fingerprint_ignores_build_time_only():
     assert first["report"]["fingerprint"] == later["report"]["fingerprint"] == fingerprint(later)
     changed = report(metrics=[{**NO_DATA, "status": "ok", "labels": {}, "avg": 1.0, "max": 2.0, "samples": 3}])
     assert changed["report"]["fingerprint"] != first["report"]["fingerprint"]
+
+
+def test_the_build_duration_is_recorded_outside_the_fingerprint():
+    quick, slow = report(built_in_ms=12), report(built_in_ms=3400)
+    assert (quick["report"]["built_in_ms"], slow["report"]["built_in_ms"]) == (12, 3400)
+    assert quick["report"]["fingerprint"] == slow["report"]["fingerprint"] == report()["report"]["fingerprint"]
+    assert "built_in_ms" not in report()["report"]
 
 
 def test_results_are_awaited_only_until_the_deadline_after_the_run_ended():

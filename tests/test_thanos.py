@@ -7,6 +7,7 @@ samples just outside the windows (huge values) prove the window's edges.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import random
@@ -108,6 +109,18 @@ def expected(cluster: str, pod: str, start: int, end: int) -> tuple[float, float
     return sum(values) / len(values), max(values), len(values)
 
 
+def on_grid(samples: list[tuple[float, float]], start: float, end: float) -> list[float]:
+    """The finite values the points ``start + k * STEP <= end`` read: each the latest sample at or
+    before it (samples are 10 s apart, well inside Prometheus's 5 minute lookback)."""
+    times = [t for t, _ in samples]
+    values = []
+    for k in range(int((end - start) // STEP) + 1):
+        value = samples[bisect.bisect_right(times, start + k * STEP) - 1][1]
+        if math.isfinite(value):
+            values.append(value)
+    return values
+
+
 def summary_of(result, pod: str) -> tuple[float, float, int]:
     [series] = [s for s in result.series if s.labels["pod"] == pod]
     return series.avg, series.max, series.samples
@@ -200,10 +213,36 @@ async def test_a_forty_hour_window_is_chunked_and_equals_the_samples(loaded: Set
         result = await thanos.summarize(selector(CLUSTER_LONG), utc(T0), utc(T0 + LONG))
     want_avg, want_max, want_count = expected(CLUSTER_LONG, "a", T0, T0 + LONG)
     assert want_count == LONG // STEP + 1 > MAX_POINTS
-    assert len(requests) == 2  # 11,000 + 3,401 points
+    assert len(requests) == 3  # 1,000 (the first, before the width is known) + 11,000 + 2,401 points
     [series] = result.series
     assert (series.samples, series.max) == (want_count, want_max)
     assert series.avg == pytest.approx(want_avg, rel=1e-12)
+
+
+@pytest.mark.parametrize("shift", [0.001, 3.123, 9.999])
+async def test_a_window_off_the_epoch_grid_is_evaluated_on_the_runs_own_grid(thanos: Thanos, shift: float):
+    # Points at start + k * 10 s read the samples at T0 + k * 10 s, up to T0 + HOUR (the decoy
+    # 10 s later is past the last point); a grid of epoch multiples would miss the first sample.
+    start, end = T0 + shift, T0 + shift + HOUR + 0.5
+    result = await thanos.summarize(selector(CLUSTER_A), utc(start), utc(end))
+    for pod in (*PODS, "mixed"):
+        values = on_grid(DATA[CLUSTER_A, pod], start, end)
+        assert values == inside(DATA[CLUSTER_A, pod], T0, T0 + HOUR)
+        avg, peak, count = summary_of(result, pod)
+        assert (count, peak) == (len(values), max(values)) and avg == pytest.approx(sum(values) / len(values), rel=1e-12)
+
+
+async def test_answers_are_asked_for_uncompressed(thanos: Thanos, loaded: Settings):
+    seen = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_end(session, context, params):
+        seen.append((params.headers.get("Accept-Encoding"), params.response.headers.get("Content-Encoding")))
+
+    trace.on_request_end.append(on_end)
+    async with Thanos(loaded.thanos, RetryPolicy(), trace_configs=[trace]) as client:
+        await client.summarize(selector(CLUSTER_A), utc(T0), utc(T0 + HOUR))
+    assert seen == [("identity", None)]
 
 
 async def test_a_window_past_the_point_budget_is_evaluated_at_a_coarser_step_in_one_request(loaded: Settings):
