@@ -339,11 +339,15 @@ class Bench:
         compared, worst, count_diffs, missing = 0, 0.0, 0, 0
         methods: dict[str, int] = {}
         for uuid in ids:
+            # The product's metrics are one list of series entries (report format 2), each naming its query.
+            ours_by_name: dict[str, list[dict]] = {}
+            for series in mine[uuid]["metrics"]:
+                if series.get("status") == "ok":
+                    ours_by_name.setdefault(series["name"], []).append(series)
+                    if "method" in series:
+                        methods[series["method"]] = methods.get(series["method"], 0) + 1
             for name, entry in theirs[uuid]["metrics"].items():
-                ours = mine[uuid]["metrics"].get(name, {})
-                if "method" in ours:
-                    methods[ours["method"]] = methods.get(ours["method"], 0) + 1
-                by_labels = {json.dumps(s["labels"], sort_keys=True): s for s in ours.get("series", [])}
+                by_labels = {json.dumps(s["labels"], sort_keys=True): s for s in ours_by_name.get(name, [])}
                 for series in entry["series"]:
                     other = by_labels.get(json.dumps(series["labels"], sort_keys=True))
                     if other is None:
