@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import BadRequestError
-
 from consumer.elastic import is_transient
 from consumer.report import iso
 from consumer.retry import RetryPolicy
-from consumer.store import Store
+from consumer.store import Store, create_index
 
 
 @dataclass(frozen=True)
@@ -47,11 +45,7 @@ def ack_id(uuid: str, metric: str) -> str:
 
 
 async def ensure_ack_index(es: Store, index: str) -> None:
-    try:
-        await es.indices.create(index=index, mappings=ACK_MAPPING)
-    except BadRequestError as exc:
-        if exc.error != "resource_already_exists_exception":
-            raise
+    await create_index(es, index, ACK_MAPPING)
 
 
 async def add_ack(es: Store, index: str, uuid: str, metric: str, reason: str, by: str | None,

@@ -23,12 +23,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
-from elasticsearch import BadRequestError, ConflictError
+from elasticsearch import ConflictError
 
 from consumer.elastic import is_transient
 from consumer.report import iso
 from consumer.retry import RetryPolicy
-from consumer.store import Store
+from consumer.store import Store, create_index
 from producer_hooks.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -209,11 +209,7 @@ class Notifier:
                 await self.es.index(index=self.index, id=uuid, document=document)
 
     async def _create_index(self) -> None:
-        try:
-            await self.es.indices.create(index=self.index, mappings=NOTIFICATION_MAPPING)
-        except BadRequestError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise
+        await create_index(self.es, self.index, NOTIFICATION_MAPPING)
 
 
 __all__ = ["NOTIFICATION_MAPPING", "Notifier", "WebhookError", "message"]

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from elasticsearch import BadRequestError
-
 from consumer.origin import Origin
-from consumer.store import Store
+from consumer.store import Store, create_index
 from producer_hooks.events import Event, InvalidEvent, format_date, make_event
 
 log = logging.getLogger(__name__)
@@ -70,11 +68,7 @@ def from_document(doc: dict[str, Any]) -> Started:
 
 
 async def ensure_pending_index(es: Store, index: str) -> None:
-    try:
-        await es.indices.create(index=index, mappings=PENDING_MAPPING)
-    except BadRequestError as err:
-        if err.error != "resource_already_exists_exception":
-            raise
+    await create_index(es, index, PENDING_MAPPING)
 
 
 async def remember(es: Store, index: str, runs: Sequence[Started]) -> None:

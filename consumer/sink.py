@@ -23,7 +23,7 @@ from consumer.kubeburner import POD_CONDITIONS, QUANTILE_STATS
 from consumer.origin import Origin, compare
 from consumer.report import REPORT_FORMAT_VERSION, SUMMARY_STATS, with_origin
 from consumer.retry import RetryPolicy
-from consumer.store import Store
+from consumer.store import Store, create_index
 from producer_hooks.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -252,14 +252,10 @@ async def _check_format(es: Store, index: str) -> None:
 
 
 async def _create_index(es: Store, index: str) -> bool:
-    try:
-        await es.indices.create(index=index, mappings=REPORT_MAPPING, settings=REPORT_SETTINGS)
-    except BadRequestError as exc:
-        if exc.error == "resource_already_exists_exception":
-            return False
-        raise
-    log.info("created report index %s", index)
-    return True
+    created = await create_index(es, index, REPORT_MAPPING, REPORT_SETTINGS)
+    if created:
+        log.info("created report index %s", index)
+    return created
 
 
 async def write_report(es: Store, index: str, report: Mapping[str, Any], retry: RetryPolicy) -> WriteOutcome:

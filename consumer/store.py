@@ -156,6 +156,19 @@ class _Indices:
         return await self._call("put_settings", **kwargs)
 
 
+async def create_index(store: Store, index: str, mappings: Mapping[str, Any],
+                       settings: Mapping[str, Any] | None = None) -> bool:
+    """Create ``index`` unless it exists; True if this call created it. Safe for many writers at
+    once: losing the race to create it is not an error."""
+    try:
+        await store.indices.create(index=index, mappings=mappings, settings=settings)
+    except BadRequestError as err:
+        if err.error == "resource_already_exists_exception":
+            return False
+        raise
+    return True
+
+
 async def _what_is(url: str, probe: Mapping[str, Any]) -> str:
     """``opensearch`` when ``GET /`` says so; Elasticsearch otherwise (which may not serve ``/`` at
     all: its test distribution has no root endpoint)."""
@@ -364,4 +377,4 @@ def _translated(err: Any, url: str) -> Exception:
     return kind(message=message, meta=_meta(url, status), body=body)
 
 
-__all__ = ["ELASTICSEARCH", "OPENSEARCH", "STORES", "Store", "opensearch_mapping", "opensearch_settings"]
+__all__ = ["ELASTICSEARCH", "OPENSEARCH", "STORES", "Store", "create_index", "opensearch_mapping", "opensearch_settings"]
